@@ -1,0 +1,113 @@
+//! Admin HTTP, for operators, `gcsctl` and monitoring: `/live`, `/ready`, `/cluster`,
+//! `/metrics`, member changes and an orderly shutdown.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use crate::group::{Group, ProposeError};
+use crate::plugin_port::PluginPort;
+use crate::raft::MemberNode;
+use crate::state::MemberId;
+
+#[derive(Clone)]
+pub struct Admin {
+    pub group: Arc<Group>,
+    pub port: Arc<PluginPort>,
+    pub shutdown: CancellationToken,
+}
+
+/// `POST /members`: what an operator gives to add a host.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddMember {
+    pub id: MemberId,
+    pub group_addr: String,
+    pub name: Option<String>,
+    pub admin_addr: Option<String>,
+}
+
+pub fn router(admin: Admin) -> Router {
+    Router::new()
+        .route("/live", get(|| async { "live\n" }))
+        .route("/ready", get(ready))
+        .route("/cluster", get(cluster))
+        .route("/metrics", get(metrics))
+        .route("/members", post(add_member))
+        .route("/members/{id}", delete(remove_member))
+        .route("/shutdown", post(shutdown))
+        .with_state(admin)
+}
+
+async fn ready(State(a): State<Admin>) -> Response {
+    match a.group.quorum_problem() {
+        None => (StatusCode::OK, "ready\n").into_response(),
+        Some(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {why}\n"),
+        )
+            .into_response(),
+    }
+}
+
+async fn cluster(State(a): State<Admin>) -> Response {
+    Json(a.group.cluster()).into_response()
+}
+
+async fn metrics(State(a): State<Admin>) -> Response {
+    let body = a
+        .group
+        .metrics
+        .render(&a.group.cluster(), a.port.open_connections());
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
+
+async fn add_member(State(a): State<Admin>, Json(req): Json<AddMember>) -> Response {
+    if req.group_addr.parse::<std::net::SocketAddr>().is_err() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("group_addr {:?} is not an IP:port address", req.group_addr),
+        );
+    }
+    let node = MemberNode {
+        name: req.name.unwrap_or_else(|| format!("gcsd{}", req.id)),
+        group_addr: req.group_addr,
+        admin_addr: req.admin_addr.unwrap_or_default(),
+    };
+    outcome(a.group.add_member(req.id, node).await)
+}
+
+async fn remove_member(State(a): State<Admin>, Path(id): Path<MemberId>) -> Response {
+    outcome(a.group.remove_member(id).await)
+}
+
+async fn shutdown(State(a): State<Admin>) -> Response {
+    tracing::info!("shutdown requested over admin HTTP");
+    a.shutdown.cancel();
+    (StatusCode::ACCEPTED, "shutting down\n").into_response()
+}
+
+fn outcome(r: Result<String, ProposeError>) -> Response {
+    match r {
+        Ok(message) => Json(serde_json::json!({ "message": message })).into_response(),
+        Err(e @ ProposeError::Rejected(_)) => error(StatusCode::CONFLICT, e.to_string()),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+fn error(status: StatusCode, message: String) -> Response {
+    (status, Json(serde_json::json!({ "error": message }))).into_response()
+}

@@ -1,0 +1,229 @@
+//! The servers registered through this member, and the loop that keeps the group's committed
+//! list true to them.
+//!
+//! This member owns its servers' heartbeats: they are judged by its monotonic clock, never by
+//! comparing two hosts' wall clocks. A heartbeat that changes nothing is only recorded here and
+//! published to the group at most every `heartbeat_publish_ms`, batched into one `Touch`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use parking_lot::Mutex;
+use proto::{Role, ServerKey, Status};
+
+use crate::group::{Group, ProposeError};
+use crate::state::{Applied, Command, ServerRecord};
+
+#[derive(Debug, Clone)]
+struct LocalServer {
+    status: Status,
+    role: Role,
+    last_heartbeat: Instant,
+    /// A heartbeat arrived since the last published `Touch`.
+    unpublished: bool,
+}
+
+impl LocalServer {
+    /// A committed registration of ours, taken back with a fresh TTL.
+    fn adopt(rec: &ServerRecord) -> Self {
+        Self {
+            status: rec.status,
+            role: rec.role,
+            last_heartbeat: Instant::now(),
+            unpublished: false,
+        }
+    }
+}
+
+/// What a heartbeat needs the group to do.
+pub enum HeartbeatOutcome {
+    /// Recorded here; nothing to commit.
+    Recorded,
+    /// The status changed: this registration must be committed.
+    Changed(Command),
+    /// This member has no such server: the client must join first.
+    Unknown,
+}
+
+pub struct LocalServers {
+    group: Arc<Group>,
+    servers: Mutex<HashMap<ServerKey, LocalServer>>,
+}
+
+impl LocalServers {
+    pub fn new(group: Arc<Group>) -> Arc<Self> {
+        Arc::new(Self {
+            group,
+            servers: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn register_command(&self, server: &ServerKey, status: Status, role: Role) -> Command {
+        Command::Register {
+            member: self.group.me,
+            server: server.clone(),
+            status,
+            role,
+            ttl_secs: self.group.config().server_ttl_secs,
+            at: Utc::now(),
+        }
+    }
+
+    /// `join`: records the server here and commits its registration.
+    pub async fn join(
+        &self,
+        server: ServerKey,
+        status: Status,
+        role: Role,
+    ) -> Result<(), ProposeError> {
+        let cmd = self.register_command(&server, status, role);
+        self.servers.lock().insert(
+            server,
+            LocalServer {
+                status,
+                role,
+                last_heartbeat: Instant::now(),
+                unpublished: false,
+            },
+        );
+        self.commit(cmd).await
+    }
+
+    /// `leave`: forgets the server and commits its removal.
+    pub async fn leave(&self, server: ServerKey) -> Result<(), ProposeError> {
+        self.servers.lock().remove(&server);
+        self.commit(Command::Leave { server }).await
+    }
+
+    /// `heartbeat`: refreshes the server's clock; commits only a change of status.
+    pub fn heartbeat(&self, server: &ServerKey, status: Status) -> HeartbeatOutcome {
+        let mut servers = self.servers.lock();
+        if !servers.contains_key(server) {
+            // Not joined here, unless the committed list says it is ours (gcsd restarted).
+            let state = self.group.state();
+            match state.servers.get(server) {
+                Some(rec) if rec.member == self.group.me => {
+                    servers.insert(server.clone(), LocalServer::adopt(rec));
+                }
+                _ => return HeartbeatOutcome::Unknown,
+            }
+        }
+        let local = servers.get_mut(server).expect("present or inserted above");
+        local.last_heartbeat = Instant::now();
+        local.unpublished = true;
+        if local.status == status {
+            return HeartbeatOutcome::Recorded;
+        }
+        local.status = status;
+        let role = local.role;
+        drop(servers);
+        HeartbeatOutcome::Changed(self.register_command(server, status, role))
+    }
+
+    pub async fn commit(&self, cmd: Command) -> Result<(), ProposeError> {
+        match self.group.propose(cmd).await? {
+            Applied::Done => Ok(()),
+            Applied::Rejected(why) => Err(ProposeError::Rejected(why)),
+        }
+    }
+
+    /// Runs for the life of the process. Each pass: announce this member if the view has it
+    /// down, adopt committed servers of ours that are not known here, expire silent servers, re-register servers the committed list lost (after this
+    /// member was down), and publish heartbeats.
+    pub async fn reconcile(self: Arc<Self>) {
+        let cfg = self.group.config();
+        let tick = Duration::from_millis(cfg.raft_heartbeat_ms);
+        let ttl = Duration::from_secs(u64::from(cfg.server_ttl_secs));
+        let publish_every = Duration::from_millis(cfg.heartbeat_publish_ms);
+        let mut last_publish = Instant::now();
+        loop {
+            tokio::time::sleep(tick).await;
+            if self.group.quorum_problem().is_some() {
+                continue;
+            }
+            let state = self.group.state();
+            let me = self.group.me;
+            if !state.is_up(me) {
+                let cmd = Command::MemberUp {
+                    member: me,
+                    name: self.group.node.name.clone(),
+                    at: Utc::now(),
+                };
+                match self.group.propose(cmd).await {
+                    Ok(_) => tracing::info!("announced this member to the group"),
+                    Err(e) => tracing::debug!("cannot announce this member yet: {e}"),
+                }
+                continue;
+            }
+
+            let mut expired = Vec::new();
+            let mut missing = Vec::new();
+            let mut touched = Vec::new();
+            let publish = last_publish.elapsed() >= publish_every;
+            {
+                let mut servers = self.servers.lock();
+                // Committed as ours but unknown here (gcsd restarted, or a leave that did not
+                // commit): adopt it, and let its plugin resume heartbeats within one TTL.
+                for (key, rec) in state.servers.iter().filter(|(_, r)| r.member == me) {
+                    servers
+                        .entry(key.clone())
+                        .or_insert_with(|| LocalServer::adopt(rec));
+                }
+                servers.retain(|key, local| {
+                    let committed = state.servers.get(key);
+                    if committed.is_some_and(|c| c.member != me) {
+                        // Registered through another member since: that member owns it now.
+                        return false;
+                    }
+                    if local.last_heartbeat.elapsed() > ttl {
+                        if committed.is_some() {
+                            expired.push(key.clone());
+                        }
+                        return false;
+                    }
+                    match committed {
+                        Some(c) if c.status == local.status && c.role == local.role => {
+                            if publish && local.unpublished {
+                                local.unpublished = false;
+                                touched.push(key.clone());
+                            }
+                        }
+                        _ => missing.push((key.clone(), local.status, local.role)),
+                    }
+                    true
+                });
+            }
+            for server in expired {
+                tracing::info!(%server, "no heartbeat within the TTL; expiring");
+                let cmd = Command::Expire { member: me, server };
+                if let Err(e) = self.group.propose(cmd).await {
+                    tracing::warn!("cannot commit the expiry: {e}");
+                }
+            }
+            for (server, status, role) in missing {
+                tracing::info!(%server, "re-registering a server the group's list lost");
+                if let Err(e) = self
+                    .commit(self.register_command(&server, status, role))
+                    .await
+                {
+                    tracing::warn!(%server, "cannot re-register: {e}");
+                }
+            }
+            if publish {
+                last_publish = Instant::now();
+                if !touched.is_empty() {
+                    let cmd = Command::Touch {
+                        member: me,
+                        servers: touched,
+                        at: Utc::now(),
+                    };
+                    if let Err(e) = self.group.propose(cmd).await {
+                        tracing::debug!("cannot publish heartbeats: {e}");
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! Prometheus metrics. Counters are bumped where things happen; gauges that describe the group
+//! are set from the group's current view when `/metrics` is scraped.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::group::ClusterInfo;
+
+type Labels = Vec<(&'static str, &'static str)>;
+
+pub struct Metrics {
+    registry: Registry,
+    proposals: Family<Labels, Counter>,
+    pub commit_seconds: Histogram,
+    plugin_commands: Family<Labels, Counter>,
+    plugin_connections: Gauge,
+    pub plugin_refused: Counter,
+    is_leader: Gauge,
+    quorum: Gauge,
+    term: Gauge,
+    last_applied: Gauge,
+    members: Family<Labels, Gauge>,
+    servers: Gauge,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("gcsd");
+        let m = Self {
+            registry: Registry::default(),
+            proposals: Family::default(),
+            commit_seconds: Histogram::new(exponential_buckets(0.0002, 2.0, 14)),
+            plugin_commands: Family::default(),
+            plugin_connections: Gauge::default(),
+            plugin_refused: Counter::default(),
+            is_leader: Gauge::default(),
+            quorum: Gauge::default(),
+            term: Gauge::default(),
+            last_applied: Gauge::default(),
+            members: Family::default(),
+            servers: Gauge::default(),
+        };
+        registry.register(
+            "proposals",
+            "Changes proposed to the group, by result",
+            m.proposals.clone(),
+        );
+        registry.register(
+            "commit_seconds",
+            "Time from proposal to commit",
+            m.commit_seconds.clone(),
+        );
+        registry.register(
+            "plugin_commands",
+            "Plugin-port commands served, by command",
+            m.plugin_commands.clone(),
+        );
+        registry.register(
+            "plugin_connections",
+            "Open plugin-port connections",
+            m.plugin_connections.clone(),
+        );
+        registry.register(
+            "plugin_refused",
+            "Plugin-port connections refused over the limit",
+            m.plugin_refused.clone(),
+        );
+        registry.register(
+            "is_leader",
+            "1 if this member is the Raft leader",
+            m.is_leader.clone(),
+        );
+        registry.register("quorum", "1 if this member can commit", m.quorum.clone());
+        registry.register("raft_term", "Current Raft term", m.term.clone());
+        registry.register(
+            "last_applied_index",
+            "Index of the last applied log entry",
+            m.last_applied.clone(),
+        );
+        registry.register(
+            "members",
+            "Members in the view, by state",
+            m.members.clone(),
+        );
+        registry.register("servers", "Servers in the serverlist", m.servers.clone());
+        Self { registry, ..m }
+    }
+
+    pub fn proposal(&self, result: &'static str) {
+        self.proposals
+            .get_or_create(&vec![("result", result)])
+            .inc();
+    }
+
+    pub fn plugin_command(&self, command: &'static str) {
+        self.plugin_commands
+            .get_or_create(&vec![("command", command)])
+            .inc();
+    }
+
+    /// The text exposition, with the gauges taken from the current group view.
+    pub fn render(&self, info: &ClusterInfo, open_plugin_connections: usize) -> String {
+        self.plugin_connections.set(open_plugin_connections as i64);
+        self.is_leader.set(i64::from(info.role == "leader"));
+        self.quorum.set(i64::from(info.quorum));
+        self.term.set(info.term as i64);
+        self.last_applied.set(info.last_applied.unwrap_or(0) as i64);
+        let up = info.members.iter().filter(|m| m.up).count() as i64;
+        self.members.get_or_create(&vec![("state", "up")]).set(up);
+        self.members
+            .get_or_create(&vec![("state", "down")])
+            .set(info.members.len() as i64 - up);
+        self.servers.set(info.servers.len() as i64);
+        let mut out = String::new();
+        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+}

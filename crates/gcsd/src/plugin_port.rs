@@ -1,0 +1,222 @@
+//! The plugin port: the Isis2 line protocol on TCP, for the isis2d plugin and for telnet.
+//!
+//! One task per connection. Input is framed by `proto::LineBuffer` with a hard bound, so no
+//! input can grow memory; connections are capped, idle ones are closed, and a client that stops
+//! reading is dropped after a write timeout rather than holding a task forever.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use proto::{Command, Errno, LineBuffer, Reply, ServerList, MAX_LINE};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::group::{Group, ProposeError, ServerListView};
+use crate::local_servers::{HeartbeatOutcome, LocalServers};
+
+/// A client that does not take a reply within this time is dropped.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub struct PluginPort {
+    pub group: Arc<Group>,
+    pub local: Arc<LocalServers>,
+    /// One permit per open connection; all permits back means every connection has closed.
+    pub connections: Arc<Semaphore>,
+    pub max_connections: usize,
+    pub idle_timeout: Duration,
+    pub shutdown: CancellationToken,
+}
+
+/// How a connection ends.
+enum Next {
+    Continue,
+    Close,
+    Subscribe,
+}
+
+impl PluginPort {
+    pub async fn serve(self: Arc<Self>, listener: TcpListener) {
+        loop {
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                () = self.shutdown.cancelled() => return,
+            };
+            let (stream, peer) = match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!("plugin port cannot accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let port = self.clone();
+            tokio::spawn(async move {
+                if let Err(e) = port.connection(stream).await {
+                    tracing::debug!(%peer, "plugin connection ended: {e}");
+                }
+            });
+        }
+    }
+
+    pub fn open_connections(&self) -> usize {
+        self.max_connections - self.connections.available_permits()
+    }
+
+    async fn connection(&self, stream: TcpStream) -> std::io::Result<()> {
+        let (mut reader, mut writer) = stream.into_split();
+        let Ok(_permit) = self.connections.clone().try_acquire_owned() else {
+            self.group.metrics.plugin_refused.inc();
+            let reply = Reply::new(
+                Errno::TooManyConnections,
+                format!(
+                    "Too many connections: at most {} are served; try again later",
+                    self.max_connections
+                ),
+            );
+            return send(&mut writer, &reply.to_line()).await;
+        };
+        let mut lines = LineBuffer::new(MAX_LINE);
+        let mut buf = [0u8; 4096];
+        loop {
+            while let Some(line) = lines.next_line() {
+                let next = match line {
+                    Ok(line) => self.command(&line, &mut writer).await?,
+                    Err(too_long) => {
+                        send(&mut writer, &Reply::from(&too_long).to_line()).await?;
+                        Next::Close
+                    }
+                };
+                match next {
+                    Next::Continue => {}
+                    Next::Close => return Ok(()),
+                    Next::Subscribe => return self.push_serverlists(reader, writer).await,
+                }
+            }
+            let read = tokio::select! {
+                r = tokio::time::timeout(self.idle_timeout, reader.read(&mut buf)) => r,
+                () = self.shutdown.cancelled() => {
+                    let bye = Reply::new(Errno::ShuttingDown, "Shutting down: this gcsd is stopping");
+                    return send(&mut writer, &bye.to_line()).await;
+                }
+            };
+            match read {
+                Err(_) => return Ok(()), // idle too long
+                Ok(Ok(0)) => return Ok(()),
+                Ok(Ok(n)) => lines.push(&buf[..n]),
+                Ok(Err(e)) => return Err(e),
+            }
+        }
+    }
+
+    async fn command(&self, line: &[u8], writer: &mut OwnedWriteHalf) -> std::io::Result<Next> {
+        let cmd = match Command::parse(line) {
+            Ok(Some(cmd)) => cmd,
+            Ok(None) => return Ok(Next::Continue),
+            Err(e) => {
+                self.group.metrics.plugin_command("invalid");
+                send(writer, &Reply::from(&e).to_line()).await?;
+                return Ok(Next::Continue);
+            }
+        };
+        self.group.metrics.plugin_command(cmd.verb().word());
+        let reply = match cmd {
+            Command::Join {
+                server,
+                status,
+                role,
+            } => committed(self.local.join(server, status, role).await),
+            Command::Leave { server } => committed(self.local.leave(server).await),
+            Command::Heartbeat { server, status } => match self.local.heartbeat(&server, status) {
+                HeartbeatOutcome::Recorded => match self.group.quorum_problem() {
+                    None => Reply::ok(),
+                    Some(why) => Reply::new(
+                        Errno::NoQuorum,
+                        format!(
+                            "{} (heartbeat recorded on this member)",
+                            ProposeError::NoQuorum(why)
+                        ),
+                    ),
+                },
+                HeartbeatOutcome::Changed(cmd) => committed(self.local.commit(cmd).await),
+                HeartbeatOutcome::Unknown => Reply::unknown_server(&server),
+            },
+            Command::Serverlist => {
+                let view = self.group.serverlist().borrow().clone();
+                send(writer, &block(&view)).await?;
+                return Ok(Next::Continue);
+            }
+            Command::Subscribe => {
+                send(writer, &Reply::ok().to_line()).await?;
+                return Ok(Next::Subscribe);
+            }
+            Command::Quit => {
+                send(writer, &Reply::bye().to_line()).await?;
+                return Ok(Next::Close);
+            }
+        };
+        send(writer, &reply.to_line()).await?;
+        Ok(Next::Continue)
+    }
+
+    /// After `subscribe`: the current list at once, then every change. Input is read only to
+    /// notice the client closing; it is discarded.
+    async fn push_serverlists(
+        &self,
+        mut reader: tokio::net::tcp::OwnedReadHalf,
+        mut writer: OwnedWriteHalf,
+    ) -> std::io::Result<()> {
+        let mut lists = self.group.serverlist();
+        let mut sink = [0u8; 1024];
+        loop {
+            let view = lists.borrow_and_update().clone();
+            send(&mut writer, &block(&view)).await?;
+            loop {
+                tokio::select! {
+                    changed = lists.changed() => {
+                        if changed.is_err() { return Ok(()); }
+                        break;
+                    }
+                    read = reader.read(&mut sink) => {
+                        if read? == 0 { return Ok(()); }
+                    }
+                    () = self.shutdown.cancelled() => {
+                        let bye = Reply::new(Errno::ShuttingDown, "Shutting down: this gcsd is stopping");
+                        return send(&mut writer, &bye.to_line()).await;
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn committed(result: Result<(), ProposeError>) -> Reply {
+    match result {
+        Ok(()) => Reply::ok(),
+        Err(e) => Reply::new(Errno::NoQuorum, e.to_string()),
+    }
+}
+
+/// A serverlist block; a stale list says so in its header (errno 7) and still lists the rows.
+fn block(view: &ServerListView) -> String {
+    let header = match &view.stale {
+        None => Reply::new(Errno::Ok, ""),
+        Some(why) => Reply::new(
+            Errno::Stale,
+            format!("Stale serverlist: this member cannot commit ({why})"),
+        ),
+    };
+    ServerList {
+        header,
+        rows: view.rows.clone(),
+    }
+    .to_block()
+}
+
+async fn send(writer: &mut OwnedWriteHalf, text: &str) -> std::io::Result<()> {
+    tokio::time::timeout(WRITE_TIMEOUT, writer.write_all(text.as_bytes()))
+        .await
+        .map_err(|_| std::io::Error::other("client did not read its reply in time"))?
+}

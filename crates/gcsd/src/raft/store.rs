@@ -1,0 +1,372 @@
+//! Durable Raft storage in one redb file: the log, the vote, the committed id and the latest
+//! snapshot. The state machine itself lives in memory and is rebuilt on start from the
+//! persisted snapshot plus the log, so a log entry is purged only once a snapshot covering it is
+//! on disk.
+
+use std::fmt::Debug;
+use std::ops::RangeBounds;
+use std::path::Path;
+use std::sync::Arc;
+
+use openraft::storage::{LogFlushed, LogState, RaftLogStorage, RaftStateMachine, Snapshot};
+use openraft::{
+    AnyError, EntryPayload, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftLogReader,
+    RaftSnapshotBuilder, SnapshotMeta, StorageError, StorageIOError, StoredMembership, Vote,
+};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use super::{Entry, MemberNode, TypeConfig};
+use crate::state::{Applied, GroupState, MemberId};
+
+const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+const KEY_VOTE: &str = "vote";
+const KEY_COMMITTED: &str = "committed";
+const KEY_PURGED: &str = "last_purged";
+const KEY_SNAPSHOT: &str = "snapshot";
+
+type StorageResult<T> = Result<T, StorageError<MemberId>>;
+
+fn io_error(
+    subject: ErrorSubject<MemberId>,
+    verb: ErrorVerb,
+    e: impl std::error::Error + 'static,
+) -> StorageError<MemberId> {
+    StorageError::IO {
+        source: StorageIOError::new(subject, verb, AnyError::new(&e)),
+    }
+}
+
+fn read_error(e: impl std::error::Error + 'static) -> StorageError<MemberId> {
+    io_error(ErrorSubject::Store, ErrorVerb::Read, e)
+}
+
+fn write_error(e: impl std::error::Error + 'static) -> StorageError<MemberId> {
+    io_error(ErrorSubject::Store, ErrorVerb::Write, e)
+}
+
+/// Opens (or creates) the store at `dir/raft.redb`.
+pub fn open(dir: &Path) -> Result<(LogStore, StateMachineStore), redb::DatabaseError> {
+    let db = Arc::new(Database::create(dir.join("raft.redb"))?);
+    Ok((
+        LogStore { db: db.clone() },
+        StateMachineStore::new(db).map_err(|e| {
+            redb::DatabaseError::Storage(redb::StorageError::Corrupted(format!(
+                "cannot load the persisted snapshot: {e}"
+            )))
+        })?,
+    ))
+}
+
+fn get_meta<T: DeserializeOwned>(db: &Database, key: &str) -> StorageResult<Option<T>> {
+    let txn = db.begin_read().map_err(read_error)?;
+    let table = match txn.open_table(META) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+        Err(e) => return Err(read_error(e)),
+    };
+    let Some(raw) = table.get(key).map_err(read_error)? else {
+        return Ok(None);
+    };
+    serde_json::from_slice(raw.value())
+        .map(Some)
+        .map_err(read_error)
+}
+
+fn put_meta<T: Serialize>(db: &Database, key: &str, value: &T) -> StorageResult<()> {
+    let bytes = serde_json::to_vec(value).map_err(write_error)?;
+    let txn = db.begin_write().map_err(write_error)?;
+    txn.open_table(META)
+        .map_err(write_error)?
+        .insert(key, bytes.as_slice())
+        .map_err(write_error)?;
+    txn.commit().map_err(write_error)
+}
+
+/// The Raft log and vote. Every append is fsynced (redb's default durability) before openraft
+/// is told it is done.
+#[derive(Clone)]
+pub struct LogStore {
+    db: Arc<Database>,
+}
+
+impl LogStore {
+    fn last_entry_id(&self) -> StorageResult<Option<LogId<MemberId>>> {
+        let txn = self.db.begin_read().map_err(read_error)?;
+        let table = match txn.open_table(LOG) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(read_error(e)),
+        };
+        let Some((_, raw)) = table.last().map_err(read_error)? else {
+            return Ok(None);
+        };
+        let entry: Entry = serde_json::from_slice(raw.value()).map_err(read_error)?;
+        Ok(Some(entry.log_id))
+    }
+
+    /// Deletes the entries whose index is in `range`.
+    fn delete(&self, range: impl RangeBounds<u64>) -> StorageResult<()> {
+        let txn = self.db.begin_write().map_err(write_error)?;
+        {
+            let mut table = txn.open_table(LOG).map_err(write_error)?;
+            table.retain_in(range, |_, _| false).map_err(write_error)?;
+        }
+        txn.commit().map_err(write_error)
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> StorageResult<Vec<Entry>> {
+        let txn = self.db.begin_read().map_err(read_error)?;
+        let table = match txn.open_table(LOG) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(read_error(e)),
+        };
+        table
+            .range(range)
+            .map_err(read_error)?
+            .map(|item| {
+                let (_, raw) = item.map_err(read_error)?;
+                serde_json::from_slice(raw.value()).map_err(read_error)
+            })
+            .collect()
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = Self;
+
+    async fn get_log_state(&mut self) -> StorageResult<LogState<TypeConfig>> {
+        let last_purged_log_id: Option<LogId<MemberId>> = get_meta(&self.db, KEY_PURGED)?;
+        let last_log_id = self.last_entry_id()?.or(last_purged_log_id);
+        Ok(LogState {
+            last_purged_log_id,
+            last_log_id,
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<MemberId>) -> StorageResult<()> {
+        put_meta(&self.db, KEY_VOTE, vote)
+    }
+
+    async fn read_vote(&mut self) -> StorageResult<Option<Vote<MemberId>>> {
+        get_meta(&self.db, KEY_VOTE)
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId<MemberId>>) -> StorageResult<()> {
+        put_meta(&self.db, KEY_COMMITTED, &committed)
+    }
+
+    async fn read_committed(&mut self) -> StorageResult<Option<LogId<MemberId>>> {
+        Ok(get_meta::<Option<LogId<MemberId>>>(&self.db, KEY_COMMITTED)?.flatten())
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> StorageResult<()>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let txn = self.db.begin_write().map_err(write_error)?;
+        {
+            let mut table = txn.open_table(LOG).map_err(write_error)?;
+            for entry in entries {
+                let bytes = serde_json::to_vec(&entry).map_err(write_error)?;
+                table
+                    .insert(entry.log_id.index, bytes.as_slice())
+                    .map_err(write_error)?;
+            }
+        }
+        // redb's default durability fsyncs on commit, so the flush is done when commit returns.
+        match txn.commit() {
+            Ok(()) => {
+                callback.log_io_completed(Ok(()));
+                Ok(())
+            }
+            Err(e) => {
+                callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
+                Err(write_error(e))
+            }
+        }
+    }
+
+    async fn truncate(&mut self, log_id: LogId<MemberId>) -> StorageResult<()> {
+        self.delete(log_id.index..)
+    }
+
+    async fn purge(&mut self, log_id: LogId<MemberId>) -> StorageResult<()> {
+        put_meta(&self.db, KEY_PURGED, &log_id)?;
+        self.delete(..=log_id.index)
+    }
+}
+
+/// A snapshot as persisted and as sent to a joining member.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoredSnapshot {
+    pub meta: SnapshotMeta<MemberId, MemberNode>,
+    pub state: GroupState,
+}
+
+/// What the state machine has applied, published to the rest of gcsd after every apply.
+#[derive(Debug, Clone, Default)]
+pub struct AppliedState {
+    pub last_applied: Option<LogId<MemberId>>,
+    pub state: Arc<GroupState>,
+}
+
+/// The in-memory group state plus its persisted snapshot.
+pub struct StateMachineStore {
+    db: Arc<Database>,
+    last_applied: Option<LogId<MemberId>>,
+    membership: StoredMembership<MemberId, MemberNode>,
+    state: GroupState,
+    published: watch::Sender<AppliedState>,
+}
+
+impl StateMachineStore {
+    fn new(db: Arc<Database>) -> StorageResult<Self> {
+        let snapshot: Option<StoredSnapshot> = get_meta(&db, KEY_SNAPSHOT)?;
+        let (published, _) = watch::channel(AppliedState::default());
+        let mut sm = Self {
+            db,
+            last_applied: None,
+            membership: StoredMembership::default(),
+            state: GroupState::default(),
+            published,
+        };
+        if let Some(snap) = snapshot {
+            sm.restore(snap);
+        }
+        Ok(sm)
+    }
+
+    /// A receiver that sees the state after every apply.
+    pub fn subscribe(&self) -> watch::Receiver<AppliedState> {
+        self.published.subscribe()
+    }
+
+    fn restore(&mut self, snap: StoredSnapshot) {
+        self.last_applied = snap.meta.last_log_id;
+        self.membership = snap.meta.last_membership.clone();
+        self.state = snap.state;
+        self.publish();
+    }
+
+    fn publish(&self) {
+        self.published.send_replace(AppliedState {
+            last_applied: self.last_applied,
+            state: Arc::new(self.state.clone()),
+        });
+    }
+}
+
+/// Builds a snapshot from a copy of the state taken when openraft asked for the builder, and
+/// persists it before handing it over.
+pub struct SnapshotBuilder {
+    db: Arc<Database>,
+    snap: StoredSnapshot,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> StorageResult<Snapshot<TypeConfig>> {
+        let last = self.snap.meta.last_log_id;
+        self.snap.meta.snapshot_id = format!(
+            "{}-{}",
+            last.map_or(0, |l| l.leader_id.term),
+            last.map_or(0, |l| l.index)
+        );
+        put_meta(&self.db, KEY_SNAPSHOT, &self.snap)?;
+        Ok(self.snap.to_snapshot())
+    }
+}
+
+impl StoredSnapshot {
+    fn to_snapshot(&self) -> Snapshot<TypeConfig> {
+        Snapshot {
+            meta: self.meta.clone(),
+            snapshot: Box::new(self.state.clone()),
+        }
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachineStore {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(
+        &mut self,
+    ) -> StorageResult<(
+        Option<LogId<MemberId>>,
+        StoredMembership<MemberId, MemberNode>,
+    )> {
+        Ok((self.last_applied, self.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> StorageResult<Vec<Applied>>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut out = Vec::new();
+        for entry in entries {
+            self.last_applied = Some(entry.log_id);
+            out.push(match entry.payload {
+                EntryPayload::Blank => Applied::Done,
+                EntryPayload::Normal(cmd) => self.state.apply(&cmd),
+                EntryPayload::Membership(m) => {
+                    self.membership = StoredMembership::new(Some(entry.log_id), m);
+                    Applied::Done
+                }
+            });
+        }
+        self.publish();
+        Ok(out)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        SnapshotBuilder {
+            db: self.db.clone(),
+            snap: StoredSnapshot {
+                meta: SnapshotMeta {
+                    last_log_id: self.last_applied,
+                    last_membership: self.membership.clone(),
+                    snapshot_id: String::new(),
+                },
+                state: self.state.clone(),
+            },
+        }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> StorageResult<Box<GroupState>> {
+        Ok(Box::default())
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<MemberId, MemberNode>,
+        snapshot: Box<GroupState>,
+    ) -> StorageResult<()> {
+        let snap = StoredSnapshot {
+            meta: meta.clone(),
+            state: *snapshot,
+        };
+        put_meta(&self.db, KEY_SNAPSHOT, &snap)?;
+        self.restore(snap);
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> StorageResult<Option<Snapshot<TypeConfig>>> {
+        Ok(get_meta::<StoredSnapshot>(&self.db, KEY_SNAPSHOT)?.map(|s| s.to_snapshot()))
+    }
+}

@@ -1,0 +1,247 @@
+//! Plugin-to-daemon requests: the verbs, parsing untrusted lines into [`Command`], the
+//! canonical line a client sends, and the exact texts of errors 1 to 5.
+
+use std::fmt;
+
+use thiserror::Error;
+
+use crate::reply::Errno;
+use crate::vocabulary::{
+    as_token, split_tokens, strip_terminator, Role, ServerKey, Status, MAX_TOKEN,
+};
+
+/// A command word; knows its syntax line, which every error message quotes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Verb {
+    Join,
+    Leave,
+    Heartbeat,
+    Serverlist,
+    Subscribe,
+    Quit,
+}
+
+impl Verb {
+    pub const ALL: [Verb; 6] = [
+        Verb::Join,
+        Verb::Leave,
+        Verb::Heartbeat,
+        Verb::Serverlist,
+        Verb::Subscribe,
+        Verb::Quit,
+    ];
+
+    /// The command word, lowercase.
+    pub fn word(self) -> &'static str {
+        match self {
+            Verb::Join => "join",
+            Verb::Leave => "leave",
+            Verb::Heartbeat => "heartbeat",
+            Verb::Serverlist => "serverlist",
+            Verb::Subscribe => "subscribe",
+            Verb::Quit => "quit",
+        }
+    }
+
+    /// The usage line quoted after "syntax: " in error replies.
+    pub fn syntax(self) -> &'static str {
+        match self {
+            Verb::Join => "join <host> <port> <mysqlStatus> <mysqlRole>",
+            Verb::Leave => "leave <host> <port>",
+            Verb::Heartbeat => "heartbeat <host> <port> <mysqlStatus>",
+            Verb::Serverlist => "serverlist",
+            Verb::Subscribe => "subscribe",
+            Verb::Quit => "quit",
+        }
+    }
+
+    /// Parameter names as the syntax line spells them; error 5 names the bad one.
+    fn params(self) -> &'static [&'static str] {
+        match self {
+            Verb::Join => &["host", "port", "mysqlStatus", "mysqlRole"],
+            Verb::Leave => &["host", "port"],
+            Verb::Heartbeat => &["host", "port", "mysqlStatus"],
+            Verb::Serverlist | Verb::Subscribe | Verb::Quit => &[],
+        }
+    }
+
+    fn from_word(word: &[u8]) -> Option<Verb> {
+        Verb::ALL
+            .into_iter()
+            .find(|verb| verb.word().as_bytes().eq_ignore_ascii_case(word))
+    }
+}
+
+impl fmt::Display for Verb {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.word())
+    }
+}
+
+/// A request line the daemon rejects; `Display` is the exact reply text.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ProtoError {
+    #[error("Invalid command")]
+    InvalidCommand,
+    #[error("Wrong number of parameters, syntax: {}", .verb.syntax())]
+    WrongParameterCount { verb: Verb },
+    #[error("Unknown mysqlStatus '{token}', syntax: {}", .verb.syntax())]
+    UnknownStatus { verb: Verb, token: String },
+    #[error("Unknown mysqlRole '{token}', syntax: {}", .verb.syntax())]
+    UnknownRole { verb: Verb, token: String },
+    #[error(
+        "Invalid {param} parameter: use 1 to {} printable ASCII characters, syntax: {}",
+        MAX_TOKEN,
+        .verb.syntax()
+    )]
+    InvalidParameter { verb: Verb, param: &'static str },
+}
+
+impl ProtoError {
+    pub fn errno(&self) -> Errno {
+        match self {
+            ProtoError::InvalidCommand => Errno::InvalidCommand,
+            ProtoError::WrongParameterCount { .. } => Errno::WrongParameterCount,
+            ProtoError::UnknownStatus { .. } => Errno::UnknownStatus,
+            ProtoError::UnknownRole { .. } => Errno::UnknownRole,
+            ProtoError::InvalidParameter { .. } => Errno::InvalidParameter,
+        }
+    }
+}
+
+/// One request from the plugin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Join {
+        server: ServerKey,
+        status: Status,
+        role: Role,
+    },
+    Leave {
+        server: ServerKey,
+    },
+    Heartbeat {
+        server: ServerKey,
+        status: Status,
+    },
+    Serverlist,
+    Subscribe,
+    Quit,
+}
+
+impl Command {
+    /// Parses one untrusted line, with or without its "\n" / "\r\n"; `Ok(None)` for a blank
+    /// line, which gets no reply.
+    ///
+    /// Checks run in protocol order: command word, parameter count, token validity, status,
+    /// role. Every parameter is validated before any is echoed, so binary never reaches a reply.
+    pub fn parse(line: &[u8]) -> Result<Option<Command>, ProtoError> {
+        let mut tokens = split_tokens(strip_terminator(line));
+        let Some(word) = tokens.next() else {
+            return Ok(None);
+        };
+        let verb = Verb::from_word(word).ok_or(ProtoError::InvalidCommand)?;
+        let raw: Vec<&[u8]> = tokens.collect();
+        if raw.len() != verb.params().len() {
+            return Err(ProtoError::WrongParameterCount { verb });
+        }
+        let params = verb
+            .params()
+            .iter()
+            .zip(raw)
+            .map(|(&param, bytes)| {
+                as_token(bytes).ok_or(ProtoError::InvalidParameter { verb, param })
+            })
+            .collect::<Result<Vec<&str>, _>>()?;
+
+        let status = |token: &str| {
+            Status::from_word(token).ok_or_else(|| ProtoError::UnknownStatus {
+                verb,
+                token: token.to_owned(),
+            })
+        };
+        let role = |token: &str| {
+            Role::from_word(token).ok_or_else(|| ProtoError::UnknownRole {
+                verb,
+                token: token.to_owned(),
+            })
+        };
+        let command = match (verb, params.as_slice()) {
+            (Verb::Join, [host, port, s, r]) => Command::Join {
+                server: ServerKey::new(*host, *port),
+                status: status(s)?,
+                role: role(r)?,
+            },
+            (Verb::Leave, [host, port]) => Command::Leave {
+                server: ServerKey::new(*host, *port),
+            },
+            (Verb::Heartbeat, [host, port, s]) => Command::Heartbeat {
+                server: ServerKey::new(*host, *port),
+                status: status(s)?,
+            },
+            (Verb::Serverlist, []) => Command::Serverlist,
+            (Verb::Subscribe, []) => Command::Subscribe,
+            (Verb::Quit, []) => Command::Quit,
+            // The count was checked against `params()` above.
+            _ => return Err(ProtoError::WrongParameterCount { verb }),
+        };
+        Ok(Some(command))
+    }
+
+    pub fn verb(&self) -> Verb {
+        match self {
+            Command::Join { .. } => Verb::Join,
+            Command::Leave { .. } => Verb::Leave,
+            Command::Heartbeat { .. } => Verb::Heartbeat,
+            Command::Serverlist => Verb::Serverlist,
+            Command::Subscribe => Verb::Subscribe,
+            Command::Quit => Verb::Quit,
+        }
+    }
+
+    /// The canonical request line, with "\n", as clients send it.
+    pub fn to_line(&self) -> String {
+        let word = self.verb().word();
+        match self {
+            Command::Join {
+                server,
+                status,
+                role,
+            } => format!("{word} {server} {status} {role}\n"),
+            Command::Leave { server } => format!("{word} {server}\n"),
+            Command::Heartbeat { server, status } => format!("{word} {server} {status}\n"),
+            Command::Serverlist | Command::Subscribe | Command::Quit => format!("{word}\n"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn syntax_lines_match_parameter_names() {
+        for verb in Verb::ALL {
+            let expected: Vec<String> = std::iter::once(verb.word().to_owned())
+                .chain(verb.params().iter().map(|p| format!("<{p}>")))
+                .collect();
+            assert_eq!(verb.syntax(), expected.join(" "));
+            assert_eq!(
+                Verb::from_word(verb.word().to_uppercase().as_bytes()),
+                Some(verb)
+            );
+        }
+    }
+
+    #[test]
+    fn verb_of_parsed_command() {
+        for verb in Verb::ALL {
+            let line = verb
+                .syntax()
+                .replace("<mysqlStatus>", "on")
+                .replace("<mysqlRole>", "slave");
+            let command = Command::parse(line.as_bytes()).unwrap().unwrap();
+            assert_eq!(command.verb(), verb);
+        }
+    }
+}
