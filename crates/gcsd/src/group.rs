@@ -495,6 +495,11 @@ impl Group {
                 stale: self.quorum_problem(),
             };
             self.serverlist.send_if_modified(|cur| {
+                match (&cur.stale, &view.stale) {
+                    (None, Some(why)) => tracing::warn!("this member cannot commit: {why}"),
+                    (Some(_), None) => tracing::info!("this member can commit again"),
+                    _ => {}
+                }
                 let changed = **cur != view;
                 if changed {
                     *cur = Arc::new(view);

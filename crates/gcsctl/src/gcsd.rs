@@ -1,0 +1,229 @@
+//! Plain HTTP to one gcsd admin address. Turns every failure into a [`CtlError`].
+
+use std::io;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use ureq::Agent;
+
+use crate::cluster::Cluster;
+use crate::error::CtlError;
+
+/// Body of `POST /members`. gcsd rejects unknown fields, so send only these.
+#[derive(Debug, Serialize)]
+pub struct AddMember {
+    pub id: u64,
+    pub group_addr: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_addr: Option<String>,
+}
+
+/// The requests gcsctl makes; a POST may carry a JSON body.
+enum Method {
+    Get,
+    Post(Option<String>),
+    Delete,
+}
+
+const RUNNING: &str = "is gcsd running? (--gcsd)";
+
+/// One gcsd admin endpoint.
+pub struct Gcsd {
+    addr: String,
+    timeout: Duration,
+    agent: Agent,
+}
+
+impl Gcsd {
+    pub fn new(addr: &str, timeout: Duration) -> Self {
+        let config = Agent::config_builder()
+            .timeout_global(Some(timeout))
+            // gcsd explains its 4xx/5xx in the body; we want to read it.
+            .http_status_as_error(false)
+            // Admin addresses are internal; an HTTP_PROXY from the environment would misroute.
+            .proxy(None)
+            .max_redirects(0)
+            .user_agent(concat!("gcsctl/", env!("CARGO_PKG_VERSION")))
+            .build();
+        Gcsd {
+            addr: addr.to_string(),
+            timeout,
+            agent: config.into(),
+        }
+    }
+
+    /// `GET /cluster`, typed, plus the raw JSON so `--json` keeps fields this gcsctl ignores.
+    pub fn cluster(&self) -> Result<(Cluster, Value), CtlError> {
+        let body = self.exchange("report the cluster", Method::Get, "/cluster")?;
+        let unreadable = |e: serde_json::Error| CtlError::Unreadable {
+            addr: self.addr.clone(),
+            what: "a cluster report",
+            reason: e.to_string(),
+        };
+        let raw: Value = serde_json::from_str(&body).map_err(unreadable)?;
+        let cluster = Cluster::deserialize(&raw).map_err(unreadable)?;
+        Ok((cluster, raw))
+    }
+
+    pub fn add_member(&self, req: &AddMember) -> Result<String, CtlError> {
+        let body = serde_json::to_string(req).expect("AddMember serializes");
+        let action = format!("add member {}", req.id);
+        let answer = self.exchange(&action, Method::Post(Some(body)), "/members")?;
+        Ok(message_of(&answer))
+    }
+
+    pub fn remove_member(&self, id: u64) -> Result<String, CtlError> {
+        let action = format!("remove member {id}");
+        let answer = self.exchange(&action, Method::Delete, &format!("/members/{id}"))?;
+        Ok(message_of(&answer))
+    }
+
+    pub fn shutdown(&self) -> Result<String, CtlError> {
+        let answer = self.exchange("shut down", Method::Post(None), "/shutdown")?;
+        Ok(format!("gcsd at {}: {}", self.addr, message_of(&answer)))
+    }
+
+    /// One request; the body of a 2xx answer, or the error gcsd gave.
+    fn exchange(&self, action: &str, method: Method, path: &str) -> Result<String, CtlError> {
+        let url = format!("http://{}{path}", self.addr);
+        let sent = match method {
+            Method::Get => self.agent.get(&url).call(),
+            Method::Delete => self.agent.delete(&url).call(),
+            Method::Post(Some(json)) => (self.agent.post(&url))
+                .header("content-type", "application/json")
+                .send(json),
+            Method::Post(None) => self.agent.post(&url).send_empty(),
+        };
+        let mut response = sent.map_err(|e| self.unreachable(e))?;
+        let status = response.status().as_u16();
+        let body = response
+            .body_mut()
+            .read_to_string()
+            .map_err(|e| self.unreachable(e))?;
+        if (200..300).contains(&status) {
+            return Ok(body);
+        }
+        Err(CtlError::Failed {
+            addr: self.addr.clone(),
+            action: action.to_string(),
+            status,
+            message: error_of(&body),
+        })
+    }
+
+    fn unreachable(&self, e: ureq::Error) -> CtlError {
+        let (reason, hint) = match e {
+            ureq::Error::Io(e) => describe_io(&e),
+            ureq::Error::Timeout(_) => (
+                format!("no answer within {} ms", self.timeout.as_millis()),
+                "is gcsd running and responsive? (--gcsd, --timeout-ms)",
+            ),
+            ureq::Error::HostNotFound => {
+                ("host not found".to_string(), "check the host name (--gcsd)")
+            }
+            ureq::Error::Protocol(e) => (
+                format!("the answer is not HTTP ({e})"),
+                "is --gcsd the admin address and not the group address?",
+            ),
+            e => (e.to_string(), RUNNING),
+        };
+        CtlError::Unreachable {
+            addr: self.addr.clone(),
+            reason,
+            hint,
+        }
+    }
+}
+
+/// Socket errors in plain words (without "(os error 111)"), and what to check.
+fn describe_io(e: &io::Error) -> (String, &'static str) {
+    use io::ErrorKind as K;
+    let plain = match e.kind() {
+        K::ConnectionRefused => "connection refused",
+        K::ConnectionReset => "connection reset",
+        K::ConnectionAborted => "connection aborted",
+        K::HostUnreachable => "host unreachable",
+        K::NetworkUnreachable => "network unreachable",
+        K::TimedOut => "timed out",
+        // Name lookup failures land here too, so the address is worth a look.
+        _ => {
+            return (
+                e.to_string(),
+                "check the address and that gcsd is running (--gcsd)",
+            )
+        }
+    };
+    (plain.to_string(), RUNNING)
+}
+
+/// gcsd answers `{"message": ...}`; anything else is shown as text.
+fn message_of(body: &str) -> String {
+    field_or_text(body, "message", "done")
+}
+
+/// gcsd errors are `{"error": ...}`; axum's own rejections (422) are plain text.
+fn error_of(body: &str) -> String {
+    field_or_text(body, "error", "no explanation given")
+}
+
+fn field_or_text(body: &str, field: &str, empty: &str) -> String {
+    let from_json = serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|v| v.get(field)?.as_str().map(str::to_string));
+    let text = from_json.unwrap_or_else(|| body.trim().to_string());
+    if text.is_empty() {
+        empty.to_string()
+    } else {
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_read_json_or_text() {
+        assert_eq!(
+            message_of(r#"{"message":"member 2 added"}"#),
+            "member 2 added"
+        );
+        assert_eq!(message_of("shutting down\n"), "shutting down");
+        assert_eq!(message_of(""), "done");
+        assert_eq!(error_of(r#"{"error":"no quorum"}"#), "no quorum");
+        assert_eq!(
+            error_of("Failed to deserialize the JSON body\n"),
+            "Failed to deserialize the JSON body"
+        );
+        assert_eq!(error_of("  "), "no explanation given");
+    }
+
+    #[test]
+    fn add_member_omits_unset_options() {
+        let req = AddMember {
+            id: 2,
+            group_addr: "127.0.0.1:12301".into(),
+            name: None,
+            admin_addr: Some("127.0.0.1:12281".into()),
+        };
+        assert_eq!(
+            serde_json::to_string(&req).unwrap(),
+            r#"{"id":2,"group_addr":"127.0.0.1:12301","admin_addr":"127.0.0.1:12281"}"#
+        );
+    }
+
+    #[test]
+    fn refused_connection_is_worded_plainly() {
+        let e = io::Error::from(io::ErrorKind::ConnectionRefused);
+        assert_eq!(
+            describe_io(&e),
+            (
+                "connection refused".to_string(),
+                "is gcsd running? (--gcsd)"
+            )
+        );
+    }
+}
