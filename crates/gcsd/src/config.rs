@@ -311,7 +311,9 @@ impl Config {
             election_timeout_min: self.election_timeout_min_ms,
             election_timeout_max: self.election_timeout_max_ms,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_every_entries),
-            max_in_snapshot_log_to_keep: 100,
+            // Keep a tenth of a snapshot's worth of log, so a member that was briefly away
+            // catches up from the log rather than needing a whole snapshot.
+            max_in_snapshot_log_to_keep: self.snapshot_every_entries / 10,
             ..Default::default()
         }
     }

@@ -71,6 +71,22 @@ impl LocalServers {
         }
     }
 
+    /// Commits this member as up if the view has it down (new, restarted, or back from a
+    /// partition): servers can only be registered through a member that is up.
+    async fn announce(&self) -> Result<(), ProposeError> {
+        if self.group.state().is_up(self.group.me) {
+            return Ok(());
+        }
+        self.commit(Command::MemberUp {
+            member: self.group.me,
+            name: self.group.node.name.clone(),
+            at: Utc::now(),
+        })
+        .await?;
+        tracing::info!("announced this member to the group");
+        Ok(())
+    }
+
     /// `join`: records the server here and commits its registration.
     pub async fn join(
         &self,
@@ -78,6 +94,7 @@ impl LocalServers {
         status: Status,
         role: Role,
     ) -> Result<(), ProposeError> {
+        self.announce().await?;
         let cmd = self.register_command(&server, status, role);
         self.servers.lock().insert(
             server,
@@ -143,20 +160,12 @@ impl LocalServers {
             if self.group.quorum_problem().is_some() {
                 continue;
             }
-            let state = self.group.state();
-            let me = self.group.me;
-            if !state.is_up(me) {
-                let cmd = Command::MemberUp {
-                    member: me,
-                    name: self.group.node.name.clone(),
-                    at: Utc::now(),
-                };
-                match self.group.propose(cmd).await {
-                    Ok(_) => tracing::info!("announced this member to the group"),
-                    Err(e) => tracing::debug!("cannot announce this member yet: {e}"),
-                }
+            if let Err(e) = self.announce().await {
+                tracing::debug!("cannot announce this member yet: {e}");
                 continue;
             }
+            let state = self.group.state();
+            let me = self.group.me;
 
             let mut expired = Vec::new();
             let mut missing = Vec::new();

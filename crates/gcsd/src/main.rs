@@ -79,6 +79,16 @@ fn main() -> ExitCode {
 
 async fn run(cfg: Config) -> anyhow::Result<()> {
     let cfg = Arc::new(cfg);
+    // Every plugin connection is a descriptor: take the hard limit, not the default soft one.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) if (n as usize) < cfg.max_plugin_connections + 64 => tracing::warn!(
+            limit = n,
+            max_plugin_connections = cfg.max_plugin_connections,
+            "the open-files limit is below max_plugin_connections; raise it (ulimit -n)"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!("cannot raise the open-files limit: {e}"),
+    }
     // Bind the client-facing ports first, so a port conflict fails before joining a group.
     let plugin_listener = TcpListener::bind(&cfg.plugin_listen)
         .await

@@ -3,6 +3,10 @@
 //! persisted snapshot plus the log, so a log entry is purged only once a snapshot covering it is
 //! on disk.
 
+// openraft's traits fix the error type (StorageError, over 200 bytes); the helpers here return
+// it too rather than convert at every call.
+#![allow(clippy::result_large_err)]
+
 use std::fmt::Debug;
 use std::ops::RangeBounds;
 use std::path::Path;
@@ -362,6 +366,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             state: *snapshot,
         };
         put_meta(&self.db, KEY_SNAPSHOT, &snap)?;
+        tracing::info!(
+            up_to = snap.meta.last_log_id.map_or(0, |l| l.index),
+            servers = snap.state.servers.len(),
+            "installed a snapshot from the leader"
+        );
         self.restore(snap);
         Ok(())
     }

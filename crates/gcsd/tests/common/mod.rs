@@ -1,0 +1,345 @@
+//! Test harness: real `gcsd` processes on loopback (or inside a network namespace), each with
+//! its own ports and data dir, stopped and cleaned up on drop.
+
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use proto::{BlockReader, ServerList};
+use serde_json::Value;
+
+pub const GCSD: &str = env!("CARGO_BIN_EXE_gcsd");
+
+/// A free port on 127.0.0.1 (bound, then released for the daemon to take).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind an ephemeral port")
+        .port()
+}
+
+/// Polls `f` until it returns `Some`, or panics naming `what` after `timeout`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// One gcsd process and everything it owns.
+pub struct Gcsd {
+    pub id: u64,
+    pub dir: tempfile::TempDir,
+    pub ip: String,
+    pub plugin: SocketAddr,
+    pub group: SocketAddr,
+    pub admin: SocketAddr,
+    /// Runs the process inside this network namespace, when set.
+    pub netns: Option<String>,
+    pub join: Option<SocketAddr>,
+    /// Extra TOML appended to the generated config file.
+    pub extra_config: String,
+    child: Option<Child>,
+}
+
+impl Gcsd {
+    /// A member on loopback with fresh ports; not started yet.
+    pub fn new(id: u64) -> Self {
+        let ip = "127.0.0.1".to_owned();
+        let addr = |p: u16| format!("{ip}:{p}").parse().unwrap();
+        Self {
+            id,
+            dir: tempfile::Builder::new()
+                .prefix("gcsd-test-")
+                .tempdir()
+                .unwrap(),
+            plugin: addr(free_port()),
+            group: addr(free_port()),
+            admin: addr(free_port()),
+            ip,
+            netns: None,
+            join: None,
+            extra_config: String::new(),
+            child: None,
+        }
+    }
+
+    pub fn joining(mut self, other: &Gcsd) -> Self {
+        self.join = Some(other.group);
+        self
+    }
+
+    pub fn with_config(mut self, toml: &str) -> Self {
+        self.extra_config.push_str(toml);
+        self.extra_config.push('\n');
+        self
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("gcsd.toml")
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("gcsd.log")
+    }
+
+    fn write_config(&self) {
+        let mut toml = format!(
+            "node_id = {}\ndata_dir = {:?}\nplugin_listen = \"{}\"\ngroup_listen = \"{}\"\nadmin_listen = \"{}\"\n",
+            self.id,
+            self.dir.path().join("data"),
+            self.plugin,
+            self.group,
+            self.admin
+        );
+        if let Some(j) = self.join {
+            toml.push_str(&format!("join = \"{j}\"\n"));
+        }
+        toml.push_str(&self.extra_config);
+        std::fs::write(self.config_path(), toml).unwrap();
+    }
+
+    /// Starts (or restarts) the process and waits until its admin port answers.
+    pub fn start(mut self) -> Self {
+        self.launch();
+        self
+    }
+
+    pub fn launch(&mut self) {
+        assert!(self.child.is_none(), "gcsd {} is already running", self.id);
+        self.write_config();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .unwrap();
+        let mut cmd = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, GCSD]);
+                c
+            }
+            None => Command::new(GCSD),
+        };
+        cmd.arg("--config")
+            .arg(self.config_path())
+            .env("RUST_LOG", "info,openraft=warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        self.child = Some(cmd.spawn().expect("spawn gcsd"));
+        let admin = self.admin;
+        let id = self.id;
+        wait_for(
+            &format!("gcsd {id} to listen"),
+            Duration::from_secs(10),
+            || {
+                if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                    panic!("gcsd {id} exited at start ({status}):\n{}", self.log());
+                }
+                TcpStream::connect_timeout(&admin, Duration::from_millis(100))
+                    .ok()
+                    .map(|_| ())
+            },
+        );
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().expect("running").id() as i32
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on a pid we spawned and have not reaped.
+        assert_eq!(unsafe { libc::kill(self.pid(), sig) }, 0);
+    }
+
+    /// `kill -9`, and reap it.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().ok();
+            c.wait().ok();
+        }
+    }
+
+    /// SIGTERM, and wait for the exit.
+    pub fn terminate(&mut self, within: Duration) -> ExitStatus {
+        self.signal(libc::SIGTERM);
+        let mut child = self.child.take().unwrap();
+        let start = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if start.elapsed() > within {
+                child.kill().ok();
+                panic!("gcsd {} did not exit within {within:?} of SIGTERM", self.id);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    // ---- admin HTTP ----
+
+    pub fn http_get(&self, path: &str) -> (u16, String) {
+        let url = format!("http://{}{path}", self.admin);
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(5)))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut resp = agent.get(&url).call().expect("admin HTTP answers");
+        let status = resp.status().as_u16();
+        (status, resp.body_mut().read_to_string().unwrap())
+    }
+
+    pub fn cluster(&self) -> Value {
+        let (status, body) = self.http_get("/cluster");
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    }
+
+    pub fn leader(&self) -> Option<u64> {
+        let c = self.cluster();
+        c["quorum"]
+            .as_bool()
+            .unwrap()
+            .then(|| c["leader"].as_u64())
+            .flatten()
+    }
+
+    pub fn voters(&self) -> usize {
+        let c = self.cluster();
+        c["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["voter"] == true)
+            .count()
+    }
+
+    // ---- plugin port ----
+
+    pub fn connect(&self) -> PluginClient {
+        PluginClient::connect(self.plugin)
+    }
+
+    /// One command on a fresh connection; returns the first reply line.
+    pub fn cmd(&self, line: &str) -> String {
+        self.connect().cmd(line)
+    }
+
+    pub fn serverlist(&self) -> ServerList {
+        self.connect().serverlist()
+    }
+
+    /// `host port` of every row in this member's serverlist.
+    pub fn servers(&self) -> Vec<String> {
+        self.serverlist()
+            .rows
+            .iter()
+            .map(|r| r.server.to_string())
+            .collect()
+    }
+}
+
+impl Drop for Gcsd {
+    fn drop(&mut self) {
+        self.kill9();
+        if std::thread::panicking() {
+            eprintln!("---- log of gcsd {} ----\n{}", self.id, self.log());
+        }
+    }
+}
+
+/// A line-protocol client on one connection.
+pub struct PluginClient {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl PluginClient {
+    pub fn connect(addr: SocketAddr) -> Self {
+        let s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).expect("plugin port");
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        Self {
+            reader: BufReader::new(s.try_clone().unwrap()),
+            writer: s,
+        }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).unwrap();
+    }
+
+    pub fn read_line(&mut self) -> String {
+        let mut line = String::new();
+        self.reader.read_line(&mut line).expect("a reply line");
+        line
+    }
+
+    /// Sends one command line and returns the reply line (with its "\n").
+    pub fn cmd(&mut self, line: &str) -> String {
+        self.send(format!("{line}\n").as_bytes());
+        self.read_line()
+    }
+
+    /// Reads one serverlist block (after `serverlist`, or a push after `subscribe`).
+    pub fn read_block(&mut self) -> ServerList {
+        let mut blocks = BlockReader::new();
+        loop {
+            let line = self.read_line();
+            assert!(
+                !line.is_empty(),
+                "connection closed inside a serverlist block"
+            );
+            if let Some(list) = blocks.push_line(&line).expect("well-formed block") {
+                return list;
+            }
+        }
+    }
+
+    pub fn serverlist(&mut self) -> ServerList {
+        self.send(b"serverlist\n");
+        self.read_block()
+    }
+
+    /// Everything until the server closes the connection.
+    pub fn read_to_close(&mut self) -> String {
+        let mut rest = String::new();
+        self.reader.read_to_string(&mut rest).ok();
+        rest
+    }
+}
+
+/// Starts a group: the first member creates it, the others join it; waits for `voters`.
+pub fn start_group(n: u64, configure: impl Fn(Gcsd) -> Gcsd) -> Vec<Gcsd> {
+    let first = configure(Gcsd::new(1)).start();
+    let mut members = vec![first];
+    for id in 2..=n {
+        let m = configure(Gcsd::new(id).joining(&members[0])).start();
+        members.push(m);
+    }
+    let want = if n >= 3 { 3 } else { 1 };
+    wait_for("the voters to be promoted", Duration::from_secs(20), || {
+        members
+            .iter()
+            .all(|m| m.voters() == want && m.leader().is_some())
+            .then_some(())
+    });
+    members
+}

@@ -1,0 +1,277 @@
+//! The group with real gcsd processes on loopback: registration, propagation, member failure,
+//! leader failure, restart and state transfer, clean leave, TTL expiry.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{start_group, wait_for, Gcsd};
+
+const WAIT: Duration = Duration::from_secs(15);
+
+#[test]
+fn group_of_one_registers_and_lists() {
+    let g = Gcsd::new(1).start();
+    wait_for("a leader", WAIT, || g.leader());
+    assert_eq!(g.cmd("join db1 3306 on master"), "0 OK\n");
+    let list = g.serverlist();
+    assert_eq!(list.header.to_line(), "0 \n");
+    assert_eq!(list.rows.len(), 1);
+    let row = &list.rows[0];
+    assert_eq!(
+        (
+            row.member.as_str(),
+            row.server.to_string().as_str(),
+            row.status.as_str(),
+            row.role.as_str(),
+            row.ttl_secs
+        ),
+        ("gcsd1", "db1 3306", "on", "master", 3)
+    );
+    assert!((chrono::Utc::now() - row.last_update).num_seconds().abs() < 5);
+    assert_eq!(g.cmd("leave db1 3306"), "0 OK\n");
+    assert!(g.servers().is_empty());
+}
+
+#[test]
+fn registration_at_one_member_is_listed_at_all() {
+    let g = start_group(3, |m| m);
+    assert_eq!(g[0].cmd("join db-a 3306 on master"), "0 OK\n");
+    assert_eq!(
+        g[1].cmd("join db-b /run/mysqld/mysqld.sock starting slave"),
+        "0 OK\n"
+    );
+    for m in &g {
+        wait_for("both servers everywhere", WAIT, || {
+            (m.servers() == ["db-a 3306", "db-b /run/mysqld/mysqld.sock"]).then_some(())
+        });
+    }
+    let rows = g[2].serverlist().rows;
+    assert_eq!(rows[0].member, "gcsd1");
+    assert_eq!(rows[1].member, "gcsd2");
+    assert_eq!(rows[1].status.as_str(), "starting");
+    // A status change made at one member reaches the others.
+    assert_eq!(
+        g[1].cmd("heartbeat db-b /run/mysqld/mysqld.sock on"),
+        "0 OK\n"
+    );
+    wait_for("the status change at member 3", WAIT, || {
+        (g[2].serverlist().rows[1].status.as_str() == "on").then_some(())
+    });
+}
+
+#[test]
+fn killed_follower_leaves_every_list_within_member_timeout() {
+    let mut g = start_group(3, |m| m);
+    let leader = wait_for("a leader", WAIT, || g[0].leader()) as usize;
+    let victim = (0..3).find(|&i| i + 1 != leader).unwrap();
+    assert_eq!(g[victim].cmd("join victim 3306 on slave"), "0 OK\n");
+    let others: Vec<usize> = (0..3).filter(|&i| i != victim).collect();
+    for &i in &others {
+        wait_for("the victim's server", WAIT, || {
+            g[i].servers().contains(&"victim 3306".into()).then_some(())
+        });
+    }
+    let killed = Instant::now();
+    g[victim].kill9();
+    for &i in &others {
+        wait_for("the victim's server to leave", WAIT, || {
+            (!g[i].servers().contains(&"victim 3306".into())).then_some(())
+        });
+    }
+    let took = killed.elapsed();
+    // member_timeout (1 s) plus a heartbeat and a commit, with room for a loaded CI machine.
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    let c = g[others[0]].cluster();
+    let down = c["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == victim as u64 + 1)
+        .unwrap();
+    assert_eq!(down["up"], false);
+    assert_eq!(down["down_reason"], "timeout");
+
+    // It comes back with its log, announces itself and is up again.
+    g[victim].launch();
+    wait_for("the victim to be up again", WAIT, || {
+        let c = g[others[0]].cluster();
+        c["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["id"] == victim as u64 + 1 && m["up"] == true)
+            .then_some(())
+    });
+}
+
+#[test]
+fn killed_leader_is_replaced_and_registrations_survive() {
+    let mut g = start_group(3, |m| m);
+    assert_eq!(g[1].cmd("join db-keep 3306 on master"), "0 OK\n");
+    let leader = wait_for("a leader", WAIT, || g[0].leader()) as usize;
+    // The server must be owned by a survivor, or it leaves with its member.
+    let owner = 1;
+    let owner = if leader == 2 { 2 } else { owner };
+    if owner != 1 {
+        assert_eq!(g[owner].cmd("join db-keep2 3306 on master"), "0 OK\n");
+    }
+    let victim = leader - 1;
+    let survivors: Vec<usize> = (0..3).filter(|&i| i != victim).collect();
+    let killed = Instant::now();
+    g[victim].kill9();
+    let new_leader = wait_for("a new leader", WAIT, || {
+        let l = g[survivors[0]].leader()?;
+        (l != leader as u64 && g[survivors[1]].leader() == Some(l)).then_some(l)
+    });
+    eprintln!("new leader {new_leader} after {:?}", killed.elapsed());
+    for &i in &survivors {
+        let servers = g[i].servers();
+        assert!(
+            servers.contains(&"db-keep 3306".to_owned())
+                || servers.contains(&"db-keep2 3306".to_owned()),
+            "registration lost at member {}: {servers:?}",
+            i + 1
+        );
+    }
+    // The new leader commits: a registration made now is seen by both survivors.
+    assert_eq!(g[survivors[0]].cmd("join db-after 3306 on slave"), "0 OK\n");
+    wait_for("the new registration", WAIT, || {
+        g[survivors[1]]
+            .servers()
+            .contains(&"db-after 3306".to_owned())
+            .then_some(())
+    });
+}
+
+#[test]
+fn restarted_member_and_new_member_catch_up() {
+    // Snapshots every 20 entries, so the newcomer is brought up by state transfer.
+    let mut g = start_group(3, |m| m.with_config("snapshot_every_entries = 20"));
+    g[2].kill9();
+    for i in 0..40 {
+        assert_eq!(g[0].cmd(&format!("join db{i} 3306 on slave")), "0 OK\n");
+    }
+    let expected = g[0].servers();
+    assert_eq!(expected.len(), 40);
+    g[2].launch();
+    wait_for("the restarted member to catch up", WAIT, || {
+        (g[2].servers() == expected).then_some(())
+    });
+
+    let newcomer = Gcsd::new(4).joining(&g[1]).start();
+    wait_for("the new member to receive the state", WAIT, || {
+        (newcomer.servers() == expected).then_some(())
+    });
+    let c = newcomer.cluster();
+    let me = c["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == 4)
+        .unwrap()
+        .clone();
+    assert_eq!(
+        me["voter"], false,
+        "a fourth member joins as a non-voter: {c}"
+    );
+    wait_for("the new member to be up in the view", WAIT, || {
+        let c = g[0].cluster();
+        c["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["id"] == 4 && m["up"] == true)
+            .then_some(())
+    });
+    assert!(
+        newcomer.log().contains("added as a non-voting member"),
+        "{}",
+        newcomer.log()
+    );
+}
+
+#[test]
+fn sigterm_leaves_cleanly_and_quickly() {
+    let mut g = start_group(3, |m| m);
+    assert_eq!(g[2].cmd("join db-leaving 3306 on slave"), "0 OK\n");
+    wait_for("the server at member 1", WAIT, || {
+        g[0].servers()
+            .contains(&"db-leaving 3306".to_owned())
+            .then_some(())
+    });
+    let started = Instant::now();
+    let status = g[2].terminate(Duration::from_secs(5));
+    assert!(status.success(), "{status}");
+    // The leave is committed before exit, so the list is already clean: no member_timeout wait.
+    assert!(!g[0].servers().contains(&"db-leaving 3306".to_owned()));
+    eprintln!("SIGTERM to exit: {:?}", started.elapsed());
+    let c = g[0].cluster();
+    let left = c["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == 3)
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (left["up"].clone(), left["down_reason"].clone()),
+        (false.into(), "left".into())
+    );
+}
+
+#[test]
+fn server_without_heartbeats_expires_after_its_ttl() {
+    let g = Gcsd::new(1).with_config("server_ttl_secs = 1").start();
+    wait_for("a leader", WAIT, || g.leader());
+    let mut alive = g.connect();
+    assert_eq!(alive.cmd("join db-alive 3306 on master"), "0 OK\n");
+    assert_eq!(g.cmd("join db-silent 3306 on slave"), "0 OK\n");
+    let joined = Instant::now();
+    while joined.elapsed() < Duration::from_millis(2500) {
+        assert_eq!(alive.cmd("heartbeat db-alive 3306 on"), "0 OK\n");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(g.servers(), ["db-alive 3306"]);
+    // An expired server is unknown: its plugin must join again.
+    assert_eq!(
+        g.cmd("heartbeat db-silent 3306 on"),
+        "9 Unknown server 'db-silent 3306', join first\n"
+    );
+}
+
+#[test]
+fn removed_member_leaves_the_group_for_good() {
+    let mut g = start_group(3, |m| m);
+    assert_eq!(g[2].cmd("join db-gone 3306 on slave"), "0 OK\n");
+    g[2].kill9();
+    let (status, body) = http(&g[0], "DELETE", "/members/3");
+    assert_eq!(status, 200, "{body}");
+    wait_for("member 3 out of the view", WAIT, || {
+        let c = g[1].cluster();
+        (c["members"].as_array().unwrap().len() == 2).then_some(())
+    });
+    assert!(!g[1].servers().contains(&"db-gone 3306".to_owned()));
+    // The last voter cannot be removed: refused with a reason.
+    let (status, body) = http(&g[0], "DELETE", "/members/99");
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("not in the group"), "{body}");
+}
+
+fn http(m: &Gcsd, method: &str, path: &str) -> (u16, String) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(10)))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let url = format!("http://{}{path}", m.admin);
+    let mut resp = match method {
+        "DELETE" => agent.delete(&url).call(),
+        _ => agent.get(&url).call(),
+    }
+    .unwrap();
+    (
+        resp.status().as_u16(),
+        resp.body_mut().read_to_string().unwrap(),
+    )
+}
