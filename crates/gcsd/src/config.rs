@@ -128,27 +128,37 @@ pub struct Cli {
     /// Check the config, print the effective values and exit (0 if valid, 64 if not).
     #[arg(long)]
     pub config_check: bool,
+    /// This member's Raft id (unique, never reused).
     #[arg(long)]
     pub node_id: Option<MemberId>,
+    /// Name shown as <member> in the serverlist.
     #[arg(long)]
     pub name: Option<String>,
+    /// Where the Raft log, vote and snapshots are kept.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Plugin port (line protocol), IP:port.
     #[arg(long)]
     pub plugin_listen: Option<String>,
+    /// Member-to-member listener, IP:port.
     #[arg(long)]
     pub group_listen: Option<String>,
+    /// Address other members use for this one, if not group_listen.
     #[arg(long)]
     pub group_advertise: Option<String>,
+    /// Admin HTTP listener, IP:port (keep it on loopback).
     #[arg(long)]
     pub admin_listen: Option<String>,
     /// Group-listen address of any member of the group to join (first start only).
     #[arg(long)]
     pub join: Option<String>,
+    /// Voters the group grows to: 1, 3 or 5.
     #[arg(long)]
     pub voters: Option<usize>,
+    /// A member silent this long is committed as down.
     #[arg(long)]
     pub member_timeout_ms: Option<u64>,
+    /// A server without heartbeats this long is expired.
     #[arg(long)]
     pub server_ttl_secs: Option<u32>,
 }

@@ -343,3 +343,26 @@ pub fn start_group(n: u64, configure: impl Fn(Gcsd) -> Gcsd) -> Vec<Gcsd> {
     });
     members
 }
+
+impl Gcsd {
+    /// A member that runs inside network namespace `ns` and listens on `ip` there, with fixed
+    /// ports (each namespace has its own port space): plugin 2200, group 2300, admin 2280.
+    pub fn in_netns(id: u64, ns: &str, ip: &str) -> Self {
+        let addr = |p: u16| format!("{ip}:{p}").parse().expect("an IPv4 address");
+        Self {
+            id,
+            dir: tempfile::Builder::new()
+                .prefix("gcsd-test-")
+                .tempdir()
+                .unwrap(),
+            ip: ip.to_owned(),
+            plugin: addr(2200),
+            group: addr(2300),
+            admin: addr(2280),
+            netns: Some(ns.to_owned()),
+            join: None,
+            extra_config: String::new(),
+            child: None,
+        }
+    }
+}

@@ -1,0 +1,642 @@
+//! A network partition with real gcsd processes, each in its own network namespace: the leader
+//! is cut off from the other two members (but not from the test), loses its quorum and refuses
+//! to commit, the majority elects a new leader and commits the old one as down, and after the
+//! partition heals everyone converges on one serverlist.
+//!
+//! Topology (made fresh per run, torn down by `Lab`'s `Drop`, even on panic):
+//!
+//! ```text
+//!   root namespace: the test, bridge gcsB<pid><tag> with 10.199.X.1/24
+//!     ├─ veth ── namespace gcsT<pid><tag>a: lo, veth0 10.199.X.11  gcsd 1
+//!     ├─ veth ── namespace gcsT<pid><tag>b: lo, veth0 10.199.X.12  gcsd 2
+//!     └─ veth ── namespace gcsT<pid><tag>c: lo, veth0 10.199.X.13  gcsd 3
+//! ```
+//!
+//! X is a /24 in 10.199.0.0/16 that no interface or route on this host uses yet. Every address
+//! the test ever sends to is inside these namespaces. The partition is made with `iptables`
+//! (package iptables, installed by scripts/setup.sh) inside the isolated member's namespace:
+//! DROP on INPUT from and OUTPUT to the other two members' addresses, so the test (10.199.X.1)
+//! still reaches the isolated member's plugin and admin ports. Healing deletes those rules.
+//!
+//! Needs root (CI runs as root): without it the test fails, it does not skip.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use common::{wait_for, Gcsd};
+use serde_json::Value;
+
+/// Time allowed for each eventual condition during and after the partition.
+const WAIT: Duration = Duration::from_secs(10);
+/// The default `server_ttl_secs`.
+const SERVER_TTL: Duration = Duration::from_secs(3);
+/// Log entries the isolated leader may still apply after the rules are in: ones its followers
+/// had already acknowledged (heartbeat `Touch`es are committed about three times a second).
+const IN_FLIGHT: u64 = 2;
+
+#[test]
+fn isolated_leader_is_replaced_and_rejoins_after_heal() {
+    // The partition outlasts the server TTL after the refused join, as most real ones do.
+    partition_scenario('p', false);
+}
+
+#[test]
+#[ignore = "daemon bug: a `join` refused with `6 No quorum` stays in the member's local \
+            server table (LocalServers::join records it before proposing), and the reconcile \
+            loop re-registers it once quorum returns within server_ttl_secs, so a registration \
+            the client was told failed is committed later"]
+fn join_refused_for_no_quorum_is_never_committed_after_a_quick_heal() {
+    partition_scenario('q', true);
+}
+
+/// The whole story; `heal_within_ttl` heals as soon as the majority has moved on, which is
+/// less than `server_ttl_secs` after the refused join at the isolated member.
+fn partition_scenario(tag: char, heal_within_ttl: bool) {
+    let started = Instant::now();
+    let mut lab = Lab::start(tag);
+    eprintln!("group of 3 in namespaces up after {:?}", started.elapsed());
+
+    // 2. One server per member, kept alive by heartbeats through its own member.
+    let names = ["db-a", "db-b", "db-c"];
+    for (m, name) in lab.members.iter().zip(names) {
+        assert_eq!(
+            m.cmd(&format!("join {name} 3306 on master")),
+            "0 OK\n",
+            "join {name} at member {}",
+            m.id
+        );
+    }
+    let all3: Vec<String> = names.iter().map(|n| format!("{n} 3306")).collect();
+    for m in &lab.members {
+        wait_for(
+            &format!("all three servers at member {}", m.id),
+            WAIT,
+            || (m.servers() == all3).then_some(()),
+        );
+    }
+    let heartbeats = Heartbeats::start(
+        lab.members
+            .iter()
+            .zip(names)
+            .map(|(m, name)| (m.plugin, format!("heartbeat {name} 3306 on")))
+            .collect(),
+    );
+
+    // 3. Cut the leader off from the other two.
+    let old_leader = agreed_leader(&lab.members).expect("an agreed leader before the partition");
+    let l = (old_leader - 1) as usize;
+    let maj: Vec<usize> = (0..3).filter(|&i| i != l).collect();
+    let l_server = all3[l].clone();
+    lab.isolate(l);
+    let isolated_at = Instant::now();
+    let applied_at_isolation = last_applied(&lab.members[l]);
+    let watch = Watch {
+        isolated: l,
+        applied_bound: applied_at_isolation + IN_FLIGHT,
+    };
+    eprintln!(
+        "isolated member {old_leader} (the leader) at last_applied {applied_at_isolation}; \
+         majority {:?}",
+        maj.iter().map(|i| i + 1).collect::<Vec<_>>()
+    );
+
+    let m = &lab.members;
+    let new_leader = wait_for("the majority to elect a new leader", WAIT, || {
+        watch.check(m);
+        let a = m[maj[0]].leader()?;
+        (a != old_leader && m[maj[1]].leader() == Some(a)).then_some(a)
+    });
+    let to_new_leader = isolated_at.elapsed();
+    assert!(
+        maj.contains(&((new_leader - 1) as usize)),
+        "new leader {new_leader}"
+    );
+
+    let problem = wait_for("the isolated member to report no quorum", WAIT, || {
+        watch.check(m);
+        let c = m[l].cluster();
+        (c["quorum"] == false).then(|| c["quorum_problem"].as_str().map(str::to_owned))?
+    });
+    let to_no_quorum = isolated_at.elapsed();
+    assert!(!problem.is_empty(), "quorum=false needs a reason");
+    eprintln!("isolated member's quorum_problem: {problem}");
+    // Whatever was in flight has landed by now: from here on its log applies nothing new.
+    let frozen = last_applied(&m[l]);
+    assert!(frozen <= watch.applied_bound, "{frozen} > {watch:?}");
+
+    // The isolated member refuses changes, and says its list is stale while still listing it.
+    let refused = m[l].cmd("join db-new 3306 on slave");
+    let refused_at = Instant::now();
+    assert!(
+        refused.starts_with("6 No quorum: this member cannot commit"),
+        "join at the isolated member: {refused:?}"
+    );
+    let stale = m[l].serverlist();
+    let header = stale.header.to_line();
+    assert!(
+        header.starts_with("7 Stale serverlist"),
+        "serverlist header at the isolated member: {header:?}"
+    );
+    let stale_rows: Vec<String> = stale.rows.iter().map(|r| r.server.to_string()).collect();
+    assert_eq!(stale_rows, all3, "a stale list still lists the last known rows");
+
+    // The majority commits the isolated member as down, and its server leaves their lists.
+    for &i in &maj {
+        let reason = wait_for(
+            &format!("member {old_leader} down at member {}", i + 1),
+            WAIT,
+            || {
+                watch.check(m);
+                let c = m[i].cluster();
+                let rec = member(&c, old_leader);
+                (rec["up"] == false).then(|| rec["down_reason"].clone())
+            },
+        );
+        assert_eq!(reason, "timeout", "down_reason at member {}", i + 1);
+    }
+    let to_down = isolated_at.elapsed();
+    for &i in &maj {
+        wait_for(
+            &format!("{l_server} to leave member {}'s list", i + 1),
+            WAIT,
+            || {
+                watch.check(m);
+                (!m[i].servers().contains(&l_server)).then_some(())
+            },
+        );
+    }
+    let to_server_gone = isolated_at.elapsed();
+
+    // The majority still commits (through its follower, so the forward to the leader is used).
+    let follower = *maj
+        .iter()
+        .find(|&&i| i as u64 + 1 != new_leader)
+        .expect("two majority members");
+    assert_eq!(
+        m[follower].cmd("join db-maj 3306 on slave"),
+        "0 OK\n",
+        "join at majority member {}",
+        follower + 1
+    );
+    for &i in &maj {
+        wait_for(
+            &format!("db-maj at member {}", i + 1),
+            WAIT,
+            || {
+                watch.check(m);
+                m[i].servers()
+                    .contains(&"db-maj 3306".to_owned())
+                    .then_some(())
+            },
+        );
+    }
+
+    if heal_within_ttl {
+        assert!(
+            refused_at.elapsed() < SERVER_TTL,
+            "too slow to heal within the TTL of the refused join ({:?})",
+            refused_at.elapsed()
+        );
+    } else {
+        while refused_at.elapsed() < SERVER_TTL + Duration::from_secs(1) {
+            watch.check(m);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    // 4. The isolated member applied nothing during the partition.
+    watch.check(m);
+    assert_eq!(
+        last_applied(&m[l]),
+        frozen,
+        "the isolated member applied entries without a quorum"
+    );
+    let partitioned_for = isolated_at.elapsed();
+
+    // 5. Heal, and everyone converges.
+    lab.heal();
+    let healed_at = Instant::now();
+    let m = &lab.members;
+    let mut expected = all3.clone();
+    expected.push("db-maj 3306".into());
+    let leader_after = wait_for("the group to converge after the heal", WAIT, || {
+        converged(m, old_leader, &expected)
+    });
+    let to_converged = healed_at.elapsed();
+
+    // And it stays so: in particular the refused join never turns up later.
+    let hold = Instant::now();
+    while hold.elapsed() < Duration::from_millis(1500) {
+        let lists: Vec<Vec<Row>> = m.iter().map(rows).collect();
+        for (g, list) in m.iter().zip(&lists) {
+            let servers: Vec<&str> = list.iter().map(|r| r.1.as_str()).collect();
+            assert_eq!(
+                servers, expected,
+                "member {}'s list {:?} after convergence",
+                g.id, list
+            );
+            assert_eq!(list, &lists[0], "lists of members {} and 1 differ", g.id);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for g in m {
+        let c = g.cluster();
+        assert_eq!(c["quorum"], true, "member {}: {c}", g.id);
+        for id in 1..=3 {
+            assert_eq!(
+                member(&c, id)["up"],
+                true,
+                "member {id} in member {}'s view",
+                g.id
+            );
+        }
+        assert_eq!(g.serverlist().header.to_line(), "0 \n");
+    }
+    let rows_at_l = rows(&m[l]);
+    let l_row = rows_at_l
+        .iter()
+        .find(|r| r.1 == l_server)
+        .expect("the isolated member's server is back");
+    assert_eq!(l_row.0, format!("gcsd{old_leader}"), "owned by its member");
+
+    let stats = heartbeats.stop();
+    for (name, s) in names.iter().zip(&stats) {
+        eprintln!("heartbeats for {name}: {s:?}");
+        assert!(
+            s.other.is_empty(),
+            "unexpected heartbeat replies for {name}: {:?}",
+            s.other
+        );
+    }
+    assert!(
+        stats[l].no_quorum > 0,
+        "the isolated member answered heartbeats with `6 No quorum`: {:?}",
+        stats[l]
+    );
+
+    eprintln!(
+        "partition of leader {old_leader} for {partitioned_for:?}: new leader {new_leader} after \
+         {to_new_leader:?}; isolated member without quorum after {to_no_quorum:?}; marked down \
+         at the majority after {to_down:?} (its server gone after {to_server_gone:?}); \
+         heal -> converged (leader {leader_after}) after {to_converged:?}; total {:?}",
+        started.elapsed()
+    );
+}
+
+/// The safety invariants that hold at every moment of the partition.
+#[derive(Debug)]
+struct Watch {
+    isolated: usize,
+    /// The isolated member's last_applied never exceeds this.
+    applied_bound: u64,
+}
+
+impl Watch {
+    fn check(&self, members: &[Gcsd]) {
+        let l = &members[self.isolated];
+        let applied = last_applied(l);
+        assert!(
+            applied <= self.applied_bound,
+            "isolated member {} applied up to {applied} without a quorum (bound {})",
+            l.id,
+            self.applied_bound
+        );
+        for g in members {
+            let servers = g.servers();
+            assert!(
+                !servers.contains(&"db-new 3306".to_owned()),
+                "the refused registration is listed at member {}: {servers:?}",
+                g.id
+            );
+        }
+        let servers = l.servers();
+        assert!(
+            !servers.contains(&"db-maj 3306".to_owned()),
+            "the isolated member learnt a majority commit: {servers:?}"
+        );
+    }
+}
+
+/// `(member, server, status, role)`: a serverlist row without its times.
+type Row = (String, String, String, String);
+
+fn rows(g: &Gcsd) -> Vec<Row> {
+    g.serverlist()
+        .rows
+        .iter()
+        .map(|r| {
+            (
+                r.member.clone(),
+                r.server.to_string(),
+                r.status.as_str().to_owned(),
+                r.role.as_str().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn last_applied(g: &Gcsd) -> u64 {
+    g.cluster()["last_applied"].as_u64().unwrap_or(0)
+}
+
+/// One member's record in a `/cluster` answer (`Null` if absent).
+fn member(cluster: &Value, id: u64) -> Value {
+    cluster["members"]
+        .as_array()
+        .and_then(|ms| ms.iter().find(|m| m["id"] == id))
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+/// The leader every member reports with quorum, if they all agree.
+fn agreed_leader(members: &[Gcsd]) -> Option<u64> {
+    let first = members[0].leader()?;
+    members[1..]
+        .iter()
+        .all(|m| m.leader() == Some(first))
+        .then_some(first)
+}
+
+/// Everyone has quorum and one leader, `rejoined` is up everywhere, every list is the same
+/// and holds exactly `expected`.
+fn converged(members: &[Gcsd], rejoined: u64, expected: &[String]) -> Option<u64> {
+    let leader = agreed_leader(members)?;
+    for g in members {
+        if member(&g.cluster(), rejoined)["up"] != true {
+            return None;
+        }
+    }
+    let lists: Vec<Vec<Row>> = members.iter().map(rows).collect();
+    let servers: Vec<&str> = lists[0].iter().map(|r| r.1.as_str()).collect();
+    (servers == expected && lists.iter().all(|l| *l == lists[0])).then_some(leader)
+}
+
+// ---- the network ----
+
+/// Three namespaces on a bridge with a gcsd in each; `Drop` kills the processes, then removes
+/// the namespaces (with their iptables rules), the veths and the bridge.
+struct Lab {
+    namespaces: Vec<String>,
+    veths: Vec<String>,
+    bridge: String,
+    /// The namespaces' addresses, in member order.
+    ips: Vec<String>,
+    members: Vec<Gcsd>,
+    /// The DROP rules in force: (namespace, chain, match flag, peer address).
+    rules: Vec<(String, &'static str, &'static str, String)>,
+}
+
+impl Lab {
+    fn start(tag: char) -> Self {
+        preflight();
+        let pid = std::process::id();
+        let net = free_subnet(pid as usize * 2 + usize::from(tag == 'q'));
+        let mut lab = Lab {
+            namespaces: "abc".chars().map(|s| format!("gcsT{pid}{tag}{s}")).collect(),
+            veths: "abc".chars().map(|s| format!("gcsV{pid}{tag}{s}")).collect(),
+            bridge: format!("gcsB{pid}{tag}"),
+            ips: (11..=13).map(|h| format!("{net}.{h}")).collect(),
+            members: Vec::new(),
+            rules: Vec::new(),
+        };
+        // Leftovers of an earlier run with the same names (a reused pid).
+        lab.teardown();
+
+        let br = lab.bridge.clone();
+        run(&["ip", "link", "add", &br, "type", "bridge"]);
+        run(&["ip", "addr", "add", &format!("{net}.1/24"), "dev", &br]);
+        run(&["ip", "link", "set", &br, "up"]);
+        for ((ns, veth), ip) in lab.namespaces.iter().zip(&lab.veths).zip(&lab.ips) {
+            run(&["ip", "netns", "add", ns]);
+            run(&[
+                "ip", "link", "add", veth, "type", "veth", "peer", "name", "veth0", "netns", ns,
+            ]);
+            run(&["ip", "link", "set", veth, "master", &br]);
+            run(&["ip", "link", "set", veth, "up"]);
+            run(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+            run(&["ip", "-n", ns, "addr", "add", &format!("{ip}/24"), "dev", "veth0"]);
+            run(&["ip", "-n", ns, "link", "set", "veth0", "up"]);
+        }
+
+        let first = Gcsd::in_netns(1, &lab.namespaces[0], &lab.ips[0]).start();
+        lab.members.push(first);
+        for i in 1..3 {
+            let m = Gcsd::in_netns(i as u64 + 1, &lab.namespaces[i], &lab.ips[i])
+                .joining(&lab.members[0])
+                .start();
+            lab.members.push(m);
+        }
+        let members = &lab.members;
+        wait_for(
+            "3 voters and one leader at every member",
+            Duration::from_secs(20),
+            || {
+                (members.iter().all(|m| m.voters() == 3) && agreed_leader(members).is_some())
+                    .then_some(())
+            },
+        );
+        lab
+    }
+
+    /// Drops all traffic between member `i` and the other members, inside `i`'s namespace.
+    fn isolate(&mut self, i: usize) {
+        let ns = self.namespaces[i].clone();
+        for (j, peer) in self.ips.iter().enumerate() {
+            if j == i {
+                continue;
+            }
+            for (chain, flag) in [("INPUT", "-s"), ("OUTPUT", "-d")] {
+                run(&[
+                    "ip", "netns", "exec", &ns, "iptables", "-w", "5", "-A", chain, flag, peer,
+                    "-j", "DROP",
+                ]);
+                self.rules.push((ns.clone(), chain, flag, peer.clone()));
+            }
+        }
+    }
+
+    fn heal(&mut self) {
+        for (ns, chain, flag, peer) in std::mem::take(&mut self.rules) {
+            run(&[
+                "ip", "netns", "exec", &ns, "iptables", "-w", "5", "-D", chain, flag, &peer, "-j",
+                "DROP",
+            ]);
+        }
+    }
+
+    /// Removes everything by name; whatever does not exist is skipped.
+    fn teardown(&mut self) {
+        for m in &mut self.members {
+            m.kill9();
+        }
+        for veth in &self.veths {
+            quiet(&["ip", "link", "del", veth]);
+        }
+        for ns in &self.namespaces {
+            quiet(&["ip", "netns", "del", ns]);
+        }
+        quiet(&["ip", "link", "del", &self.bridge]);
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        self.teardown();
+        // The members (and their logs, printed on panic) are dropped after this.
+    }
+}
+
+/// Root, `ip` and `iptables` are required; their absence is a failure, not a skip.
+fn preflight() {
+    // SAFETY: geteuid(2) has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(
+        euid, 0,
+        "the partition test must run as root (it creates network namespaces, a bridge and \
+         iptables rules); CI runs as root: run it with sudo or as root"
+    );
+    for (tool, version_flag, package) in [("ip", "-V", "iproute2"), ("iptables", "-V", "iptables")]
+    {
+        match Command::new(tool).arg(version_flag).output() {
+            Ok(out) if out.status.success() => {}
+            Ok(out) => panic!(
+                "`{tool} {version_flag}` failed ({}): {}; run scripts/setup.sh",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            ),
+            Err(e) => panic!(
+                "`{tool}` is needed by the partition test and cannot be run ({e}): \
+                 run scripts/setup.sh, which installs the {package} package"
+            ),
+        }
+    }
+}
+
+/// A 10.199.X prefix that no interface address or route on this host uses.
+fn free_subnet(seed: usize) -> String {
+    let mut used = output(&["ip", "-4", "-o", "addr", "show"]);
+    used.push_str(&output(&["ip", "-4", "route", "show"]));
+    (0..240)
+        .map(|k| format!("10.199.{}", 10 + (seed + k) % 240))
+        .find(|net| !used.contains(&format!("{net}.")))
+        .expect("a free /24 in 10.199.0.0/16")
+}
+
+fn output(args: &[&str]) -> String {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run `{}`: {e}", args.join(" ")));
+    assert!(
+        out.status.success(),
+        "`{}` failed ({}): {}",
+        args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn run(args: &[&str]) {
+    output(args);
+}
+
+fn quiet(args: &[&str]) {
+    let _ = Command::new(args[0]).args(&args[1..]).output();
+}
+
+// ---- heartbeats ----
+
+/// What one heartbeat thread saw.
+#[derive(Debug, Default)]
+struct HeartbeatStats {
+    ok: u32,
+    no_quorum: u32,
+    /// Connection failures and timeouts (then it reconnects).
+    errors: u32,
+    /// Any other reply (the first few).
+    other: Vec<String>,
+}
+
+/// One thread per server sending `heartbeat` every 500 ms on a persistent connection to its
+/// member's plugin port, reconnecting after any error, until stopped.
+struct Heartbeats {
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<HeartbeatStats>>,
+}
+
+impl Heartbeats {
+    fn start(targets: Vec<(SocketAddr, String)>) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let threads = targets
+            .into_iter()
+            .map(|(addr, line)| {
+                let stop = stop.clone();
+                std::thread::spawn(move || heartbeat_loop(addr, &line, &stop))
+            })
+            .collect();
+        Self { stop, threads }
+    }
+
+    fn stop(mut self) -> Vec<HeartbeatStats> {
+        self.stop.store(true, Ordering::Relaxed);
+        std::mem::take(&mut self.threads)
+            .into_iter()
+            .map(|t| t.join().expect("heartbeat thread"))
+            .collect()
+    }
+}
+
+impl Drop for Heartbeats {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+fn heartbeat_loop(addr: SocketAddr, line: &str, stop: &AtomicBool) -> HeartbeatStats {
+    let mut stats = HeartbeatStats::default();
+    let mut conn: Option<(BufReader<TcpStream>, TcpStream)> = None;
+    while !stop.load(Ordering::Relaxed) {
+        if conn.is_none() {
+            conn = TcpStream::connect_timeout(&addr, Duration::from_secs(1))
+                .and_then(|s| {
+                    s.set_read_timeout(Some(Duration::from_secs(2)))?;
+                    s.set_write_timeout(Some(Duration::from_secs(2)))?;
+                    Ok((BufReader::new(s.try_clone()?), s))
+                })
+                .ok();
+        }
+        match conn.as_mut() {
+            None => stats.errors += 1,
+            Some((reader, writer)) => {
+                let mut reply = String::new();
+                let answered = writer.write_all(format!("{line}\n").as_bytes()).is_ok()
+                    && reader.read_line(&mut reply).is_ok_and(|n| n > 0);
+                if !answered {
+                    stats.errors += 1;
+                    conn = None;
+                } else if reply == "0 OK\n" {
+                    stats.ok += 1;
+                } else if reply.starts_with("6 No quorum") {
+                    stats.no_quorum += 1;
+                } else if stats.other.len() < 5 {
+                    stats.other.push(reply);
+                }
+            }
+        }
+        let slept = Instant::now();
+        while slept.elapsed() < Duration::from_millis(500) && !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    stats
+}
