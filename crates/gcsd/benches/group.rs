@@ -91,14 +91,28 @@ fn main() {
         return;
     }
     let g = start_group(3, |m| m);
-    let leader = common::wait_for("a leader", Duration::from_secs(10), || g[0].leader()) as usize - 1;
+    let leader =
+        common::wait_for("a leader", Duration::from_secs(10), || g[0].leader()) as usize - 1;
     let follower = (leader + 1) % 3;
     let third = (leader + 2) % 3;
-    println!("machine: {} cores, {}", std::thread::available_parallelism().unwrap(), proc_field(std::process::id() as i32, "../cpuinfo", "model name\t:"));
+    println!(
+        "machine: {} cores, {}",
+        std::thread::available_parallelism().unwrap(),
+        proc_field(std::process::id() as i32, "../cpuinfo", "model name\t:")
+    );
 
-    report("commit latency, status change at the leader", commit_latency(&g[leader], "lat-l 3306"));
-    report("commit latency, status change at a follower", commit_latency(&g[follower], "lat-f 3306"));
-    report("propagation, follower A -> subscription at C", propagation(&g[follower], &g[third]));
+    report(
+        "commit latency, status change at the leader",
+        commit_latency(&g[leader], "lat-l 3306"),
+    );
+    report(
+        "commit latency, status change at a follower",
+        commit_latency(&g[follower], "lat-f 3306"),
+    );
+    report(
+        "propagation, follower A -> subscription at C",
+        propagation(&g[follower], &g[third]),
+    );
 
     // Idle: leave only heartbeats that change nothing, as a live plugin would send.
     let mut keep = g[follower].connect();
@@ -115,7 +129,11 @@ fn main() {
         println!(
             "gcsd {} ({}): RSS {}, idle CPU {:.2} % of a core",
             m.id,
-            if m.id as usize - 1 == leader { "leader" } else { "follower" },
+            if m.id as usize - 1 == leader {
+                "leader"
+            } else {
+                "follower"
+            },
             proc_field(m.pid(), "status", "VmRSS:"),
             cpu * 100.0
         );

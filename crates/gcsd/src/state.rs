@@ -243,3 +243,218 @@ mod server_map {
             .collect())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap()
+    }
+
+    fn key(host: &str) -> ServerKey {
+        ServerKey::new(host, "3306")
+    }
+
+    fn up(member: MemberId) -> Command {
+        Command::MemberUp {
+            member,
+            name: format!("m{member}"),
+            at: at(0),
+        }
+    }
+
+    fn register(member: MemberId, host: &str, status: Status) -> Command {
+        Command::Register {
+            member,
+            server: key(host),
+            status,
+            role: Role::Slave,
+            ttl_secs: 3,
+            at: at(1),
+        }
+    }
+
+    fn down(member: MemberId) -> Command {
+        Command::MemberDown {
+            member,
+            reason: DownReason::Timeout,
+            at: at(2),
+        }
+    }
+
+    /// (commands, expected outcome of the last one, expected servers as "host:member:status",
+    /// expected view id)
+    #[test]
+    fn scenarios() {
+        let table: Vec<(&str, Vec<Command>, Applied, Vec<&str>, u64)> = vec![
+            (
+                "a member up registers a server",
+                vec![up(1), register(1, "a", Status::On)],
+                Applied::Done,
+                vec!["a:1:on"],
+                1,
+            ),
+            (
+                "a member not in the view cannot register",
+                vec![register(1, "a", Status::On)],
+                Applied::Rejected(
+                    "member 1 is marked down; it must announce itself before registering servers"
+                        .into(),
+                ),
+                vec![],
+                0,
+            ),
+            (
+                "re-registering replaces status and owner",
+                vec![
+                    up(1),
+                    up(2),
+                    register(1, "a", Status::Starting),
+                    register(2, "a", Status::On),
+                ],
+                Applied::Done,
+                vec!["a:2:on"],
+                2,
+            ),
+            (
+                "member down drops only its servers and bumps the view",
+                vec![
+                    up(1),
+                    up(2),
+                    register(1, "a", Status::On),
+                    register(2, "b", Status::On),
+                    down(1),
+                ],
+                Applied::Done,
+                vec!["b:2:on"],
+                3,
+            ),
+            (
+                "a down member must announce itself again",
+                vec![up(1), down(1), register(1, "a", Status::On)],
+                Applied::Rejected(
+                    "member 1 is marked down; it must announce itself before registering servers"
+                        .into(),
+                ),
+                vec![],
+                2,
+            ),
+            (
+                "back up, it registers again",
+                vec![up(1), down(1), up(1), register(1, "a", Status::On)],
+                Applied::Done,
+                vec!["a:1:on"],
+                3,
+            ),
+            (
+                "expiry by a member that no longer owns the server is ignored",
+                vec![
+                    up(1),
+                    up(2),
+                    register(1, "a", Status::On),
+                    register(2, "a", Status::On),
+                    Command::Expire {
+                        member: 1,
+                        server: key("a"),
+                    },
+                ],
+                Applied::Done,
+                vec!["a:2:on"],
+                2,
+            ),
+            (
+                "expiry by the owner removes it",
+                vec![
+                    up(1),
+                    register(1, "a", Status::On),
+                    Command::Expire {
+                        member: 1,
+                        server: key("a"),
+                    },
+                ],
+                Applied::Done,
+                vec![],
+                1,
+            ),
+            (
+                "leave removes whoever owns it",
+                vec![
+                    up(1),
+                    register(1, "a", Status::On),
+                    Command::Leave { server: key("a") },
+                ],
+                Applied::Done,
+                vec![],
+                1,
+            ),
+            (
+                "down for an unknown member is rejected",
+                vec![down(7)],
+                Applied::Rejected("member 7 is not in the group".into()),
+                vec![],
+                0,
+            ),
+            (
+                "removal drops the member and its servers",
+                vec![
+                    up(1),
+                    up(2),
+                    register(2, "b", Status::On),
+                    Command::MemberRemoved { member: 2 },
+                ],
+                Applied::Done,
+                vec![],
+                3,
+            ),
+        ];
+        for (name, cmds, last, servers, view_id) in table {
+            let mut state = GroupState::default();
+            let outcomes: Vec<Applied> = cmds.iter().map(|c| state.apply(c)).collect();
+            assert_eq!(outcomes.last().unwrap(), &last, "{name}");
+            let got: Vec<String> = state
+                .servers
+                .iter()
+                .map(|(k, r)| format!("{}:{}:{}", k.host, r.member, r.status))
+                .collect();
+            assert_eq!(got, servers, "{name}");
+            assert_eq!(state.view_id, view_id, "{name}");
+        }
+    }
+
+    #[test]
+    fn touch_only_moves_the_owners_timestamps_forward() {
+        let mut state = GroupState::default();
+        for c in [
+            up(1),
+            up(2),
+            register(1, "a", Status::On),
+            register(2, "b", Status::On),
+        ] {
+            state.apply(&c);
+        }
+        let touch = |member, secs| Command::Touch {
+            member,
+            servers: vec![key("a"), key("b")],
+            at: at(secs),
+        };
+        state.apply(&touch(1, 10));
+        state.apply(&touch(1, 5)); // late and out of order: ignored
+        assert_eq!(state.servers[&key("a")].last_update, at(10));
+        assert_eq!(
+            state.servers[&key("b")].last_update,
+            at(1),
+            "b belongs to member 2"
+        );
+    }
+
+    #[test]
+    fn state_round_trips_through_a_snapshot() {
+        let mut state = GroupState::default();
+        for c in [up(1), register(1, "a", Status::Standby)] {
+            state.apply(&c);
+        }
+        let bytes = serde_json::to_vec(&state).unwrap();
+        assert_eq!(serde_json::from_slice::<GroupState>(&bytes).unwrap(), state);
+    }
+}

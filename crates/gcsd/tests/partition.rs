@@ -145,7 +145,10 @@ fn partition_scenario(tag: char, heal_within_ttl: bool) {
         "serverlist header at the isolated member: {header:?}"
     );
     let stale_rows: Vec<String> = stale.rows.iter().map(|r| r.server.to_string()).collect();
-    assert_eq!(stale_rows, all3, "a stale list still lists the last known rows");
+    assert_eq!(
+        stale_rows, all3,
+        "a stale list still lists the last known rows"
+    );
 
     // The majority commits the isolated member as down, and its server leaves their lists.
     for &i in &maj {
@@ -186,16 +189,12 @@ fn partition_scenario(tag: char, heal_within_ttl: bool) {
         follower + 1
     );
     for &i in &maj {
-        wait_for(
-            &format!("db-maj at member {}", i + 1),
-            WAIT,
-            || {
-                watch.check(m);
-                m[i].servers()
-                    .contains(&"db-maj 3306".to_owned())
-                    .then_some(())
-            },
-        );
+        wait_for(&format!("db-maj at member {}", i + 1), WAIT, || {
+            watch.check(m);
+            m[i].servers()
+                .contains(&"db-maj 3306".to_owned())
+                .then_some(())
+        });
     }
 
     if heal_within_ttl {
@@ -398,8 +397,14 @@ impl Lab {
         let pid = std::process::id();
         let net = free_subnet(pid as usize * 2 + usize::from(tag == 'q'));
         let mut lab = Lab {
-            namespaces: "abc".chars().map(|s| format!("gcsT{pid}{tag}{s}")).collect(),
-            veths: "abc".chars().map(|s| format!("gcsV{pid}{tag}{s}")).collect(),
+            namespaces: "abc"
+                .chars()
+                .map(|s| format!("gcsT{pid}{tag}{s}"))
+                .collect(),
+            veths: "abc"
+                .chars()
+                .map(|s| format!("gcsV{pid}{tag}{s}"))
+                .collect(),
             bridge: format!("gcsB{pid}{tag}"),
             ips: (11..=13).map(|h| format!("{net}.{h}")).collect(),
             members: Vec::new(),
@@ -420,7 +425,16 @@ impl Lab {
             run(&["ip", "link", "set", veth, "master", &br]);
             run(&["ip", "link", "set", veth, "up"]);
             run(&["ip", "-n", ns, "link", "set", "lo", "up"]);
-            run(&["ip", "-n", ns, "addr", "add", &format!("{ip}/24"), "dev", "veth0"]);
+            run(&[
+                "ip",
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("{ip}/24"),
+                "dev",
+                "veth0",
+            ]);
             run(&["ip", "-n", ns, "link", "set", "veth0", "up"]);
         }
 
