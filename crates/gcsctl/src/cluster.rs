@@ -2,81 +2,37 @@
 //!
 //! Unknown fields are ignored on purpose: a newer gcsd may report more.
 
-use serde::Deserialize;
+use chrono::{DateTime, Utc};
+pub use proto::admin::ClusterReport as Cluster;
 
-/// What one gcsd member knows about the group.
-#[derive(Debug, Deserialize)]
-pub struct Cluster {
-    pub me: u64,
-    pub name: String,
-    /// leader, follower, learner, candidate or shutdown (kept as text for future roles).
-    pub role: String,
-    pub leader: Option<u64>,
-    pub term: u64,
-    pub quorum: bool,
-    pub quorum_problem: Option<String>,
-    pub last_applied: Option<u64>,
-    pub view_id: u64,
-    pub members: Vec<Member>,
-    pub servers: Vec<Server>,
-}
-
-/// A gcsd host in the group.
-#[derive(Debug, Deserialize)]
-pub struct Member {
-    pub id: u64,
-    pub name: String,
-    pub group_addr: String,
-    #[serde(default)]
-    pub admin_addr: String,
-    pub voter: bool,
-    pub up: bool,
-    /// "timeout" or "left" when down.
-    pub down_reason: Option<String>,
-    pub since: Option<String>,
-}
-
-/// A MySQL server as reported by the member that watches it.
-#[derive(Debug, Deserialize)]
-pub struct Server {
-    /// Name of the member that watches it.
-    pub member: String,
-    pub host: String,
-    pub port: String,
-    pub status: String,
-    pub role: String,
-    pub ttl_secs: u64,
-    pub last_update: String,
-}
-
-impl Cluster {
-    /// "gcsd1 (id 1)", falling back to the bare id for a member not in the list.
-    fn member_label(&self, id: u64) -> String {
-        match self.members.iter().find(|m| m.id == id) {
-            Some(m) => format!("{} (id {id})", m.name),
-            None => format!("id {id}"),
-        }
+/// "gcsd1 (id 1)", falling back to the bare id for a member not in the list.
+fn member_label(c: &Cluster, id: u64) -> String {
+    match c.members.iter().find(|m| m.id == id) {
+        Some(m) => format!("{} (id {id})", m.name),
+        None => format!("id {id}"),
     }
+}
 
-    /// Without quorum the member cannot learn of changes, so what it lists may be old.
-    pub fn stale_warning(&self) -> Option<String> {
-        if self.quorum {
-            return None;
-        }
-        let why = match &self.quorum_problem {
-            Some(p) => format!(" ({p})"),
-            None => String::new(),
-        };
-        Some(format!(
-            "warning: {} has no quorum{why}; this list may be stale",
-            self.name
-        ))
+/// Without quorum the member cannot learn of changes, so what it lists may be old.
+pub fn stale_warning(c: &Cluster) -> Option<String> {
+    if c.quorum {
+        return None;
     }
+    let why = match &c.quorum_problem {
+        Some(p) => format!(" ({p})"),
+        None => String::new(),
+    };
+    Some(format!(
+        "warning: {} has no quorum{why}; this list may be stale",
+        c.name
+    ))
 }
 
 /// The one-screen summary of `gcsctl status`.
 pub fn render_status(c: &Cluster) -> String {
-    let leader = c.leader.map_or("none".to_string(), |id| c.member_label(id));
+    let leader = c
+        .leader
+        .map_or("none".to_string(), |id| member_label(c, id));
     let quorum = match (c.quorum, &c.quorum_problem) {
         (true, _) => "yes".to_string(),
         (false, Some(p)) => format!("no ({p})"),
@@ -121,7 +77,7 @@ pub fn render_members(c: &Cluster) -> String {
                 if c.leader == Some(m.id) { "*" } else { "" }.to_string(),
                 m.group_addr.clone(),
                 or_dash(&m.admin_addr),
-                m.since.as_deref().map_or("-".to_string(), short_time),
+                m.since.as_ref().map_or("-".to_string(), short_time),
             ]
         })
         .collect();
@@ -149,8 +105,8 @@ pub fn render_servers(c: &Cluster) -> String {
                 s.member.clone(),
                 s.host.clone(),
                 s.port.clone(),
-                s.status.clone(),
-                s.role.clone(),
+                s.status.to_string(),
+                s.role.to_string(),
                 format!("{}s", s.ttl_secs),
                 short_time(&s.last_update),
             ]
@@ -199,11 +155,9 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
 }
 
 /// Second precision is enough on screen; `--json` keeps the full timestamp.
-fn short_time(ts: &str) -> String {
-    match (ts.find('.'), ts.strip_suffix('Z')) {
-        (Some(dot), Some(_)) => format!("{}Z", &ts[..dot]),
-        _ => ts.to_string(),
-    }
+/// Whole seconds are enough on screen; `--json` keeps the full precision.
+fn short_time(ts: &DateTime<Utc>) -> String {
+    ts.format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 fn or_dash(s: &str) -> String {
@@ -275,10 +229,10 @@ mod tests {
         assert!(out.contains("quorum:       no (leader unknown)\n"), "{out}");
         assert!(out.contains("last applied: none\n"), "{out}");
         assert_eq!(
-            c.stale_warning().as_deref(),
+            stale_warning(&c).as_deref(),
             Some("warning: gcsd1 has no quorum (leader unknown); this list may be stale")
         );
-        assert_eq!(sample().stale_warning(), None);
+        assert_eq!(stale_warning(&sample()), None);
     }
 
     #[test]

@@ -3,23 +3,13 @@
 use std::io;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use proto::admin::AddMemberRequest;
+use serde::Deserialize;
 use serde_json::Value;
 use ureq::Agent;
 
 use crate::cluster::Cluster;
 use crate::error::CtlError;
-
-/// Body of `POST /members`. gcsd rejects unknown fields, so send only these.
-#[derive(Debug, Serialize)]
-pub struct AddMember {
-    pub id: u64,
-    pub group_addr: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub admin_addr: Option<String>,
-}
 
 /// The requests gcsctl makes; a POST may carry a JSON body.
 enum Method {
@@ -68,8 +58,8 @@ impl Gcsd {
         Ok((cluster, raw))
     }
 
-    pub fn add_member(&self, req: &AddMember) -> Result<String, CtlError> {
-        let body = serde_json::to_string(req).expect("AddMember serializes");
+    pub fn add_member(&self, req: &AddMemberRequest) -> Result<String, CtlError> {
+        let body = serde_json::to_string(req).expect("AddMemberRequest serializes");
         let action = format!("add member {}", req.id);
         let answer = self.exchange(&action, Method::Post(Some(body)), "/members")?;
         Ok(message_of(&answer))
@@ -203,7 +193,7 @@ mod tests {
 
     #[test]
     fn add_member_omits_unset_options() {
-        let req = AddMember {
+        let req = AddMemberRequest {
             id: 2,
             group_addr: "127.0.0.1:12301".into(),
             name: None,

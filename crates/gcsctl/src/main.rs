@@ -15,7 +15,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use crate::error::CtlError;
-use crate::gcsd::{AddMember, Gcsd};
+use crate::gcsd::Gcsd;
+use proto::admin::AddMemberRequest;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -146,7 +147,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             name,
             admin_addr,
         } => {
-            let req = AddMember {
+            let req = AddMemberRequest {
                 id,
                 group_addr,
                 name,
@@ -167,7 +168,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn warn_if_stale(cluster: &cluster::Cluster) {
-    if let Some(warning) = cluster.stale_warning() {
+    if let Some(warning) = cluster::stale_warning(cluster) {
         eprintln!("{warning}");
     }
 }

@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
+use proto::admin::AddMemberRequest;
 use tokio_util::sync::CancellationToken;
 
 use crate::group::{Group, ProposeError};
@@ -21,16 +21,6 @@ pub struct Admin {
     pub group: Arc<Group>,
     pub port: Arc<PluginPort>,
     pub shutdown: CancellationToken,
-}
-
-/// `POST /members`: what an operator gives to add a host.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AddMember {
-    pub id: MemberId,
-    pub group_addr: String,
-    pub name: Option<String>,
-    pub admin_addr: Option<String>,
 }
 
 pub fn router(admin: Admin) -> Router {
@@ -75,7 +65,7 @@ async fn metrics(State(a): State<Admin>) -> Response {
         .into_response()
 }
 
-async fn add_member(State(a): State<Admin>, Json(req): Json<AddMember>) -> Response {
+async fn add_member(State(a): State<Admin>, Json(req): Json<AddMemberRequest>) -> Response {
     if req.group_addr.parse::<std::net::SocketAddr>().is_err() {
         return error(
             StatusCode::BAD_REQUEST,

@@ -13,6 +13,7 @@ use chrono::Utc;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{ChangeMembers, ServerState};
 use parking_lot::Mutex;
+use proto::admin::{ClusterReport, MemberReport, ServerReport};
 use proto::ServerRow;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
@@ -528,11 +529,11 @@ impl Group {
     }
 
     /// The whole picture for `/cluster` and `gcsctl`.
-    pub fn cluster(&self) -> ClusterInfo {
+    pub fn cluster(&self) -> ClusterReport {
         let view = self.raft_view();
         let state = self.state();
         let stale = self.quorum_problem();
-        ClusterInfo {
+        ClusterReport {
             me: self.me,
             name: self.node.name.clone(),
             role: match view.state {
@@ -541,7 +542,8 @@ impl Group {
                 ServerState::Follower => "follower",
                 ServerState::Learner => "learner",
                 ServerState::Shutdown => "shutdown",
-            },
+            }
+            .to_owned(),
             leader: view.leader,
             term: view.term,
             quorum: stale.is_none(),
@@ -553,14 +555,16 @@ impl Group {
                 .iter()
                 .map(|(id, node)| {
                     let rec = state.members.get(id);
-                    MemberInfo {
+                    MemberReport {
                         id: *id,
                         name: node.name.clone(),
                         group_addr: node.group_addr.clone(),
                         admin_addr: node.admin_addr.clone(),
                         voter: view.voters.contains(id),
                         up: rec.is_some_and(|r| r.up),
-                        down_reason: rec.and_then(|r| r.down_reason),
+                        down_reason: rec
+                            .and_then(|r| r.down_reason)
+                            .map(|d| d.as_str().to_owned()),
                         since: rec.map(|r| r.since),
                     }
                 })
@@ -568,56 +572,17 @@ impl Group {
             servers: state
                 .servers
                 .iter()
-                .map(|(key, rec)| ServerInfo {
+                .map(|(key, rec)| ServerReport {
                     member: state.member_name(rec.member),
                     member_id: rec.member,
                     host: key.host.clone(),
                     port: key.port.clone(),
-                    status: rec.status.to_string(),
-                    role: rec.role.to_string(),
+                    status: rec.status,
+                    role: rec.role,
                     ttl_secs: rec.ttl_secs,
                     last_update: rec.last_update,
                 })
                 .collect(),
         }
     }
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ClusterInfo {
-    pub me: MemberId,
-    pub name: String,
-    pub role: &'static str,
-    pub leader: Option<MemberId>,
-    pub term: u64,
-    pub quorum: bool,
-    pub quorum_problem: Option<String>,
-    pub last_applied: Option<u64>,
-    pub view_id: u64,
-    pub members: Vec<MemberInfo>,
-    pub servers: Vec<ServerInfo>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct MemberInfo {
-    pub id: MemberId,
-    pub name: String,
-    pub group_addr: String,
-    pub admin_addr: String,
-    pub voter: bool,
-    pub up: bool,
-    pub down_reason: Option<DownReason>,
-    pub since: Option<chrono::DateTime<Utc>>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ServerInfo {
-    pub member: String,
-    pub member_id: MemberId,
-    pub host: String,
-    pub port: String,
-    pub status: String,
-    pub role: String,
-    pub ttl_secs: u32,
-    pub last_update: chrono::DateTime<Utc>,
 }

@@ -8,7 +8,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use crate::group::ClusterInfo;
+use proto::admin::ClusterReport;
 
 type Labels = Vec<(&'static str, &'static str)>;
 
@@ -103,7 +103,7 @@ impl Metrics {
     }
 
     /// The text exposition, with the gauges taken from the current group view.
-    pub fn render(&self, info: &ClusterInfo, open_plugin_connections: usize) -> String {
+    pub fn render(&self, info: &ClusterReport, open_plugin_connections: usize) -> String {
         self.plugin_connections.set(open_plugin_connections as i64);
         self.is_leader.set(i64::from(info.role == "leader"));
         self.quorum.set(i64::from(info.quorum));

@@ -61,6 +61,15 @@ pub enum DownReason {
     Left,
 }
 
+impl DownReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DownReason::Timeout => "timeout",
+            DownReason::Left => "left",
+        }
+    }
+}
+
 /// What applying a command did. Rejections are deterministic, so every member agrees on them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Applied {
@@ -283,11 +292,13 @@ mod tests {
         }
     }
 
-    /// (commands, expected outcome of the last one, expected servers as "host:member:status",
-    /// expected view id)
+    /// Name, commands, expected outcome of the last one, expected servers as
+    /// "host:member:status", expected view id.
+    type Scenario = (&'static str, Vec<Command>, Applied, Vec<&'static str>, u64);
+
     #[test]
     fn scenarios() {
-        let table: Vec<(&str, Vec<Command>, Applied, Vec<&str>, u64)> = vec![
+        let table: Vec<Scenario> = vec![
             (
                 "a member up registers a server",
                 vec![up(1), register(1, "a", Status::On)],

@@ -6,6 +6,8 @@
 
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "serde")]
+pub mod admin;
 mod command;
 mod framing;
 mod reply;
