@@ -22,7 +22,7 @@ use tokio::sync::watch;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::raft::network::{Contacts, Network};
-use crate::raft::store::{self, AppliedState};
+use crate::raft::store::{self, AppliedState, Identity};
 use crate::raft::{MemberNode, Raft};
 use crate::state::{Applied, Command, DownReason, GroupState, MemberId};
 use crate::wire::{Connection, Request, Response};
@@ -53,6 +53,7 @@ pub struct Group {
     pub node: MemberNode,
     pub raft: Raft,
     pub metrics: Arc<Metrics>,
+    pub identity: Identity,
     cfg: Arc<Config>,
     applied: watch::Receiver<AppliedState>,
     /// When each peer last answered us (what a leader knows about its followers).
@@ -76,13 +77,13 @@ impl Group {
     pub async fn start(cfg: Arc<Config>, metrics: Arc<Metrics>) -> anyhow::Result<Arc<Self>> {
         std::fs::create_dir_all(&cfg.data_dir)
             .with_context(|| format!("cannot create data_dir {}", cfg.data_dir.display()))?;
-        let (log_store, sm) = store::open(&cfg.data_dir)
+        let me = cfg.node_id;
+        let (log_store, sm, identity) = store::open(&cfg.data_dir, me)
             .with_context(|| format!("cannot open the Raft store in {}", cfg.data_dir.display()))?;
         let applied = sm.subscribe();
-        let me = cfg.node_id;
         let contacts = Contacts::default();
         let network = Network {
-            me,
+            me: identity.clone(),
             contacts: contacts.clone(),
             connect_timeout: Duration::from_millis(cfg.raft_heartbeat_ms.max(100)),
         };
@@ -103,6 +104,7 @@ impl Group {
             node,
             raft,
             metrics,
+            identity,
             cfg: cfg.clone(),
             applied,
             contacts,
@@ -114,8 +116,10 @@ impl Group {
         if !group.raft.is_initialized().await? {
             match &cfg.join {
                 None => {
+                    let id = group.identity.create_group()?;
                     tracing::info!(
                         member = me,
+                        group = %id,
                         "no group yet and no join address: starting a new group of one"
                     );
                     let mut members = BTreeMap::new();
@@ -295,7 +299,7 @@ impl Group {
     /// One request to another member over a fresh connection (rare: forwarding and admin).
     async fn call(&self, addr: &str, req: Request) -> anyhow::Result<Response> {
         let timeout = self.cfg.propose_timeout();
-        let mut conn = Connection::open(addr, self.me, timeout).await?;
+        let mut conn = Connection::open(addr, &self.identity, timeout).await?;
         Ok(conn.call(&req, timeout).await?)
     }
 

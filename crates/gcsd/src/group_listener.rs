@@ -10,7 +10,7 @@ use tokio::io::{BufReader, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::group::Group;
-use crate::wire::{self, check_hello, read_frame, write_frame, Hello, Request, Response};
+use crate::wire::{read_frame, write_frame, Hello, Request, Response};
 
 /// A peer must introduce itself within this time.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
@@ -43,13 +43,8 @@ async fn serve_peer(stream: TcpStream, group: &Group) -> std::io::Result<()> {
     let hello: Hello = tokio::time::timeout(HELLO_TIMEOUT, read_frame(&mut reader))
         .await
         .map_err(|_| std::io::Error::other("no hello in time"))??;
-    let ours = Hello {
-        magic: wire::MAGIC.to_owned(),
-        version: wire::WIRE_VERSION,
-        from: group.me,
-    };
-    write_frame(&mut writer, &ours).await?;
-    if let Err(why) = check_hello(&hello) {
+    write_frame(&mut writer, &group.identity.hello()).await?;
+    if let Err(why) = group.identity.accept(&hello) {
         tracing::warn!("refused a group connection: {why}");
         return Ok(());
     }

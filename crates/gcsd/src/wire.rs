@@ -17,6 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
+use crate::raft::store::Identity;
 use crate::raft::{MemberNode, TypeConfig};
 use crate::state::{Applied, Command, GroupState, MemberId};
 
@@ -30,6 +31,8 @@ pub struct Hello {
     pub magic: String,
     pub version: u32,
     pub from: MemberId,
+    /// The sender's group id; none for a member that has not joined one yet.
+    pub group: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -113,19 +116,6 @@ pub async fn read_frame<T: DeserializeOwned>(
     serde_json::from_slice(&body).map_err(std::io::Error::other)
 }
 
-pub fn check_hello(hello: &Hello) -> Result<(), String> {
-    if hello.magic != MAGIC {
-        return Err(format!("not a mysql-gcs member (magic {:?})", hello.magic));
-    }
-    if hello.version != WIRE_VERSION {
-        return Err(format!(
-            "wire version {} is not supported (this member speaks {WIRE_VERSION})",
-            hello.version
-        ));
-    }
-    Ok(())
-}
-
 /// A client connection to one member, one request in flight at a time.
 pub struct Connection {
     addr: String,
@@ -134,7 +124,7 @@ pub struct Connection {
 }
 
 impl Connection {
-    pub async fn open(addr: &str, from: MemberId, timeout: Duration) -> Result<Self, WireError> {
+    pub async fn open(addr: &str, me: &Identity, timeout: Duration) -> Result<Self, WireError> {
         let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
             .await
             .map_err(|_| WireError::Timeout {
@@ -152,16 +142,12 @@ impl Connection {
             reader: BufReader::new(r),
             writer: BufWriter::new(w),
         };
-        let hello = Hello {
-            magic: MAGIC.to_owned(),
-            version: WIRE_VERSION,
-            from,
-        };
-        let answer: Hello = conn.exchange(&hello, timeout).await?;
-        check_hello(&answer).map_err(|detail| WireError::Incompatible {
-            addr: addr.to_owned(),
-            detail,
-        })?;
+        let answer: Hello = conn.exchange(&me.hello(), timeout).await?;
+        me.accept(&answer)
+            .map_err(|detail| WireError::Incompatible {
+                addr: addr.to_owned(),
+                detail,
+            })?;
         Ok(conn)
     }
 

@@ -18,6 +18,7 @@ use openraft::raft::{
 use openraft::{Snapshot, Vote};
 use parking_lot::Mutex;
 
+use super::store::Identity;
 use super::{MemberNode, TypeConfig};
 use crate::state::MemberId;
 use crate::wire::{Connection, Request, Response, WireError};
@@ -39,7 +40,7 @@ impl Contacts {
 /// Makes one `PeerLink` per target, as openraft asks.
 #[derive(Clone)]
 pub struct Network {
-    pub me: MemberId,
+    pub me: Identity,
     pub contacts: Contacts,
     pub connect_timeout: Duration,
 }
@@ -74,7 +75,7 @@ impl PeerLink {
             None => self.conn.insert(
                 Connection::open(
                     &self.addr,
-                    self.net.me,
+                    &self.net.me,
                     self.net.connect_timeout.min(timeout),
                 )
                 .await?,

@@ -17,6 +17,7 @@ use openraft::{
     AnyError, EntryPayload, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftLogReader,
     RaftSnapshotBuilder, SnapshotMeta, StorageError, StorageIOError, StoredMembership, Vote,
 };
+use parking_lot::Mutex;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -24,6 +25,7 @@ use tokio::sync::watch;
 
 use super::{Entry, MemberNode, TypeConfig};
 use crate::state::{Applied, GroupState, MemberId};
+use crate::wire::{Hello, MAGIC, WIRE_VERSION};
 
 const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -32,6 +34,7 @@ const KEY_VOTE: &str = "vote";
 const KEY_COMMITTED: &str = "committed";
 const KEY_PURGED: &str = "last_purged";
 const KEY_SNAPSHOT: &str = "snapshot";
+const KEY_GROUP: &str = "group_id";
 
 type StorageResult<T> = Result<T, StorageError<MemberId>>;
 
@@ -54,16 +57,92 @@ fn write_error(e: impl std::error::Error + 'static) -> StorageError<MemberId> {
 }
 
 /// Opens (or creates) the store at `dir/raft.redb`.
-pub fn open(dir: &Path) -> Result<(LogStore, StateMachineStore), redb::DatabaseError> {
+pub fn open(
+    dir: &Path,
+    me: MemberId,
+) -> Result<(LogStore, StateMachineStore, Identity), redb::DatabaseError> {
     let db = Arc::new(Database::create(dir.join("raft.redb"))?);
+    let corrupted = |e: StorageError<MemberId>| {
+        redb::DatabaseError::Storage(redb::StorageError::Corrupted(format!(
+            "cannot read the store: {e}"
+        )))
+    };
+    let group = get_meta::<String>(&db, KEY_GROUP).map_err(corrupted)?;
     Ok((
         LogStore { db: db.clone() },
-        StateMachineStore::new(db).map_err(|e| {
-            redb::DatabaseError::Storage(redb::StorageError::Corrupted(format!(
-                "cannot load the persisted snapshot: {e}"
-            )))
-        })?,
+        StateMachineStore::new(db.clone()).map_err(corrupted)?,
+        Identity {
+            me,
+            db,
+            group: Arc::new(Mutex::new(group)),
+        },
     ))
+}
+
+/// Who this member is on the wire: its id and the group it belongs to, so that members of two
+/// different groups never mix their logs. The group id is made when a group is created; a
+/// joining member with an empty data dir takes the group id of the first member it talks to.
+#[derive(Clone)]
+pub struct Identity {
+    pub me: MemberId,
+    db: Arc<Database>,
+    group: Arc<Mutex<Option<String>>>,
+}
+
+impl Identity {
+    pub fn group(&self) -> Option<String> {
+        self.group.lock().clone()
+    }
+
+    /// Names a new group; called once, when this member creates it.
+    pub fn create_group(&self) -> StorageResult<String> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        let id = format!("{nanos:x}-{:x}-{}", std::process::id(), self.me);
+        put_meta(&self.db, KEY_GROUP, &id)?;
+        *self.group.lock() = Some(id.clone());
+        Ok(id)
+    }
+
+    pub fn hello(&self) -> Hello {
+        Hello {
+            magic: MAGIC.to_owned(),
+            version: WIRE_VERSION,
+            from: self.me,
+            group: self.group(),
+        }
+    }
+
+    /// Accepts a peer's hello, or says why not. A member without a group adopts the peer's.
+    pub fn accept(&self, hello: &Hello) -> Result<(), String> {
+        if hello.magic != MAGIC {
+            return Err(format!("not a mysql-gcs member (magic {:?})", hello.magic));
+        }
+        if hello.version != WIRE_VERSION {
+            return Err(format!(
+                "wire version {} is not supported (this member speaks {WIRE_VERSION})",
+                hello.version
+            ));
+        }
+        let mut mine = self.group.lock();
+        match (mine.as_deref(), hello.group.as_deref()) {
+            (Some(a), Some(b)) if a != b => Err(format!(
+                "member {} belongs to group {b} and this member to group {a}; a member started \
+                 without --join on an empty data_dir creates a group of its own: stop it, empty \
+                 its data_dir and start it again with --join",
+                hello.from
+            )),
+            (None, Some(b)) => {
+                put_meta(&self.db, KEY_GROUP, &b.to_owned()).map_err(|e| e.to_string())?;
+                tracing::info!(group = b, via = hello.from, "joined group");
+                *mine = Some(b.to_owned());
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 fn get_meta<T: DeserializeOwned>(db: &Database, key: &str) -> StorageResult<Option<T>> {
