@@ -87,7 +87,8 @@ impl LocalServers {
         Ok(())
     }
 
-    /// `join`: records the server here and commits its registration.
+    /// `join`: commits the registration, then owns the server's heartbeats here. A join that
+    /// did not commit leaves nothing behind, so it cannot be committed later by surprise.
     pub async fn join(
         &self,
         server: ServerKey,
@@ -95,7 +96,8 @@ impl LocalServers {
         role: Role,
     ) -> Result<(), ProposeError> {
         self.announce().await?;
-        let cmd = self.register_command(&server, status, role);
+        self.commit(self.register_command(&server, status, role))
+            .await?;
         self.servers.lock().insert(
             server,
             LocalServer {
@@ -105,7 +107,7 @@ impl LocalServers {
                 unpublished: false,
             },
         );
-        self.commit(cmd).await
+        Ok(())
     }
 
     /// `leave`: forgets the server and commits its removal.

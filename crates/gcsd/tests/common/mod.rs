@@ -134,7 +134,7 @@ impl Gcsd {
         };
         cmd.arg("--config")
             .arg(self.config_path())
-            .env("RUST_LOG", "info,openraft=warn")
+            .env("RUST_LOG", "info,openraft=off")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log);
@@ -363,6 +363,31 @@ impl Gcsd {
             join: None,
             extra_config: String::new(),
             child: None,
+        }
+    }
+}
+
+impl PluginClient {
+    /// The next line if one arrives within `within`, else `None`; the connection stays usable.
+    pub fn line_within(&mut self, within: Duration) -> Option<String> {
+        self.writer.set_read_timeout(Some(within)).unwrap();
+        let mut line = String::new();
+        let got = self.reader.read_line(&mut line);
+        self.writer
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        match got {
+            Ok(_) => Some(line),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                assert!(line.is_empty(), "timed out inside a line: {line:?}");
+                None
+            }
+            Err(e) => panic!("reading a line: {e}"),
         }
     }
 }
