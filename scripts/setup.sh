@@ -6,8 +6,6 @@ set -euo pipefail
 packages=(
   # build
   build-essential pkg-config
-  # the database server, its client, test framework and client library
-  mariadb-server mariadb-client mariadb-test libmariadb-dev
   # multi-host and partition tests: network namespaces, veth, packet filtering
   iproute2 iptables
   # the demo and scripts
@@ -29,6 +27,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+# MariaDB (server, client, mariadb-test, client and server dev files), pinned to the newest
+# version whose source can be downloaded, and that source's headers for the plugin's C++ shim.
+bash "$(dirname "${BASH_SOURCE[0]}")/mariadb-headers.sh"
 
 # Rust comes from rustup (Debian 12's rustc is too old for redb and openraft).
 need_rust="1.90"
