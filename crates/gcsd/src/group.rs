@@ -40,6 +40,13 @@ pub enum ProposeError {
     Failed(String),
 }
 
+/// A command the leader committed, and where in the log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Committed {
+    pub applied: Applied,
+    pub index: u64,
+}
+
 /// The serverlist as clients see it: the committed rows, and why they may be stale.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ServerListView {
@@ -148,9 +155,18 @@ impl Group {
         self.applied.borrow().last_applied.map(|l| l.index)
     }
 
-    /// The published serverlist; changes whenever the rows or their staleness change.
+    /// The published serverlist, for subscribers: changes whenever the rows or their staleness
+    /// change.
     pub fn serverlist(&self) -> watch::Receiver<Arc<ServerListView>> {
         self.serverlist.subscribe()
+    }
+
+    /// The serverlist as of now, including every change this member has applied.
+    pub fn current_serverlist(&self) -> ServerListView {
+        ServerListView {
+            rows: self.state().server_rows(),
+            stale: self.quorum_problem(),
+        }
     }
 
     fn raft_view(&self) -> RaftView {
@@ -202,11 +218,12 @@ impl Group {
                 )
             });
         }
+        // The texts do not tick with time: a change of text is a change of the published list.
         match *self.leader_heard.lock() {
             Some(t) if t.elapsed() <= timeout => None,
-            Some(t) => Some(format!(
-                "no word from a leader for {:.1} s",
-                t.elapsed().as_secs_f64()
+            Some(_) => Some(format!(
+                "no word from a leader for more than {} ms",
+                timeout.as_millis()
             )),
             None => Some("no leader heard from since start".into()),
         }
@@ -248,7 +265,11 @@ impl Group {
                     Err(ProposeError::NotLeader { .. }) => {
                         tokio::time::sleep(Duration::from_millis(20)).await;
                     }
-                    done => return done,
+                    Ok(committed) => {
+                        self.applied_up_to(committed.index).await;
+                        return Ok(committed.applied);
+                    }
+                    Err(e) => return Err(e),
                 }
             }
         })
@@ -274,11 +295,24 @@ impl Group {
     }
 
     /// Commits `cmd` if this member is the leader.
-    pub async fn propose_here(&self, cmd: Command) -> Result<Applied, ProposeError> {
+    pub async fn propose_here(&self, cmd: Command) -> Result<Committed, ProposeError> {
         match self.raft.client_write(cmd).await {
-            Ok(resp) => Ok(resp.data),
+            Ok(resp) => Ok(Committed {
+                applied: resp.data,
+                index: resp.log_id.index,
+            }),
             Err(e) => Err(self.write_error(e)),
         }
+    }
+
+    /// Waits until this member has applied the log up to `index`, so that whoever proposed
+    /// through it reads its own write here.
+    async fn applied_up_to(&self, index: u64) {
+        let mut applied = self.applied.clone();
+        // Err only when the state machine is gone (shutdown): nothing left to wait for.
+        let _ = applied
+            .wait_for(|a| a.last_applied.is_some_and(|l| l.index >= index))
+            .await;
     }
 
     fn write_error(
@@ -494,11 +528,8 @@ impl Group {
         let mut applied = self.applied.clone();
         let tick = Duration::from_millis(self.cfg.raft_heartbeat_ms);
         loop {
-            let state = applied.borrow_and_update().state.clone();
-            let view = ServerListView {
-                rows: state.server_rows(),
-                stale: self.quorum_problem(),
-            };
+            applied.borrow_and_update();
+            let view = self.current_serverlist();
             self.serverlist.send_if_modified(|cur| {
                 match (&cur.stale, &view.stale) {
                     (None, Some(why)) => tracing::warn!("this member cannot commit: {why}"),

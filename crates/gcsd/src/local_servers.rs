@@ -50,6 +50,10 @@ pub enum HeartbeatOutcome {
 pub struct LocalServers {
     group: Arc<Group>,
     servers: Mutex<HashMap<ServerKey, LocalServer>>,
+    /// Held across every change this member commits for its servers (join, leave, status
+    /// change, and each reconcile pass), so they never interleave: a reconcile pass always
+    /// sees the outcome of a leave that came before it, and cannot undo it.
+    changes: tokio::sync::Mutex<()>,
 }
 
 impl LocalServers {
@@ -57,6 +61,7 @@ impl LocalServers {
         Arc::new(Self {
             group,
             servers: Mutex::new(HashMap::new()),
+            changes: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -95,6 +100,7 @@ impl LocalServers {
         status: Status,
         role: Role,
     ) -> Result<(), ProposeError> {
+        let _changing = self.changes.lock().await;
         self.announce().await?;
         self.commit(self.register_command(&server, status, role))
             .await?;
@@ -112,6 +118,7 @@ impl LocalServers {
 
     /// `leave`: forgets the server and commits its removal.
     pub async fn leave(&self, server: ServerKey) -> Result<(), ProposeError> {
+        let _changing = self.changes.lock().await;
         self.servers.lock().remove(&server);
         self.commit(Command::Leave { server }).await
     }
@@ -141,7 +148,13 @@ impl LocalServers {
         HeartbeatOutcome::Changed(self.register_command(server, status, role))
     }
 
-    pub async fn commit(&self, cmd: Command) -> Result<(), ProposeError> {
+    /// Commits the status change a heartbeat reported (`HeartbeatOutcome::Changed`).
+    pub async fn commit_status_change(&self, cmd: Command) -> Result<(), ProposeError> {
+        let _changing = self.changes.lock().await;
+        self.commit(cmd).await
+    }
+
+    async fn commit(&self, cmd: Command) -> Result<(), ProposeError> {
         match self.group.propose(cmd).await? {
             Applied::Done => Ok(()),
             Applied::Rejected(why) => Err(ProposeError::Rejected(why)),
@@ -149,8 +162,9 @@ impl LocalServers {
     }
 
     /// Runs for the life of the process. Each pass: announce this member if the view has it
-    /// down, adopt committed servers of ours that are not known here, expire silent servers, re-register servers the committed list lost (after this
-    /// member was down), and publish heartbeats.
+    /// down, adopt committed servers of ours that are not known here, expire silent servers,
+    /// re-register servers the committed list lost (after this member was down), and publish
+    /// heartbeats.
     pub async fn reconcile(self: Arc<Self>) {
         let cfg = self.group.config();
         let tick = Duration::from_millis(cfg.raft_heartbeat_ms);
@@ -162,6 +176,7 @@ impl LocalServers {
             if self.group.quorum_problem().is_some() {
                 continue;
             }
+            let _changing = self.changes.lock().await;
             if let Err(e) = self.announce().await {
                 tracing::debug!("cannot announce this member yet: {e}");
                 continue;

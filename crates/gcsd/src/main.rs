@@ -90,8 +90,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         Err(e) => tracing::warn!("cannot raise the open-files limit: {e}"),
     }
     // Bind the client-facing ports first, so a port conflict fails before joining a group.
-    let plugin_listener = TcpListener::bind(&cfg.plugin_listen)
-        .await
+    let plugin_listener = plugin_port::bind(&cfg.plugin_listen)
         .with_context(|| format!("cannot listen on plugin_listen {}", cfg.plugin_listen))?;
     let admin_listener = TcpListener::bind(&cfg.admin_listen)
         .await

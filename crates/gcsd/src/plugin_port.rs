@@ -10,7 +10,7 @@ use std::time::Duration;
 use proto::{Command, Errno, LineBuffer, Reply, ServerList, MAX_LINE};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
@@ -35,6 +35,22 @@ enum Next {
     Continue,
     Close,
     Subscribe,
+}
+
+/// Binds the plugin port with a deep accept queue: a burst of (re)connecting plugins, say after
+/// a network blip, must not overflow the default backlog of 128.
+pub fn bind(addr: &str) -> std::io::Result<TcpListener> {
+    let addr: std::net::SocketAddr = addr
+        .parse()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)
 }
 
 impl PluginPort {
@@ -140,12 +156,13 @@ impl PluginPort {
                         ),
                     ),
                 },
-                HeartbeatOutcome::Changed(cmd) => committed(self.local.commit(cmd).await),
+                HeartbeatOutcome::Changed(cmd) => {
+                    committed(self.local.commit_status_change(cmd).await)
+                }
                 HeartbeatOutcome::Unknown => Reply::unknown_server(&server),
             },
             Command::Serverlist => {
-                let view = self.group.serverlist().borrow().clone();
-                send(writer, &block(&view)).await?;
+                send(writer, &block(&self.group.current_serverlist())).await?;
                 return Ok(Next::Continue);
             }
             Command::Subscribe => {

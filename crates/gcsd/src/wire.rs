@@ -19,7 +19,7 @@ use tokio::net::TcpStream;
 
 use crate::raft::store::Identity;
 use crate::raft::{MemberNode, TypeConfig};
-use crate::state::{Applied, Command, GroupState, MemberId};
+use crate::state::{Command, GroupState, MemberId};
 
 pub const MAGIC: &str = "mysql-gcs group";
 pub const WIRE_VERSION: u32 = 1;
@@ -62,7 +62,7 @@ pub enum Response {
     AppendEntries(Result<AppendEntriesResponse<MemberId>, RaftError<MemberId>>),
     Vote(Result<VoteResponse<MemberId>, RaftError<MemberId>>),
     FullSnapshot(Result<SnapshotResponse<MemberId>, String>),
-    Propose(Result<Applied, crate::group::ProposeError>),
+    Propose(Result<crate::group::Committed, crate::group::ProposeError>),
     Admin(Result<String, crate::group::ProposeError>),
     /// The request could not be decoded or served.
     Refused(String),

@@ -72,7 +72,7 @@ impl Reply {
         Reply::new(Errno::Ok, "Bye")
     }
 
-    /// Error 9, for leave or heartbeat from a server that never joined.
+    /// Error 9, for a heartbeat from a server that never joined here (or has expired).
     pub fn unknown_server(server: &ServerKey) -> Self {
         Reply::new(
             Errno::UnknownServer,
