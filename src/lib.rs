@@ -1,4 +1,12 @@
-//! `libmysql_gcs.so`: the server plugin library (`isis2d` daemon plugin and the
-//! `INFORMATION_SCHEMA.ISIS2IS` table). The plugin itself arrives with issue 3; until then this
-//! crate only pins the workspace layout and links the shared protocol crate.
-pub use proto;
+//! `libmysql_gcs.so`: the server plugin library.
+//!
+//! - `isis2d`, a daemon plugin: a background thread announces this server to the local gcsd
+//!   (join, heartbeats, leave) and keeps the cluster's serverlist as a snapshot
+//!   (`isis2d::link`);
+//! - `isis2is`, an INFORMATION_SCHEMA plugin: `INFORMATION_SCHEMA.ISIS2IS`, filled from that
+//!   snapshot without network I/O (`isis2d::table`).
+//!
+//! This crate is only the boundary: `ffi` holds every `extern "C"`, and the C++ shim in
+//! `include/` is the only code that touches the server's internals.
+
+mod ffi;

@@ -1,0 +1,436 @@
+//! isis2d's link to the local gcsd. One background thread keeps this server registered
+//! (`join`, a `heartbeat` every interval, `leave` at the end) over one connection, and keeps
+//! the newest serverlist, pushed over a second (`subscribe`) connection, as an immutable
+//! snapshot that `INFORMATION_SCHEMA.ISIS2IS` copies without waiting on anything.
+//!
+//! Every socket operation has a short timeout and the stop flag is checked between them, so
+//! the thread ends within a bounded time whatever gcsd does (down, hung, slow, garbage).
+
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Mutex, RwLock};
+use proto::{BlockReader, Command, Errno, LineBuffer, Reply, Role, ServerKey, ServerRow, Status};
+
+/// Bound on each socket operation while running.
+const IO_TIMEOUT: Duration = Duration::from_millis(300);
+/// Bound on each of the goodbye's operations (`heartbeat stopping`, `leave`).
+const GOODBYE_TIMEOUT: Duration = Duration::from_millis(150);
+/// How often the thread looks at the stop flag while it waits for pushes.
+const POLL: Duration = Duration::from_millis(50);
+/// Retrying loopback is cheap, and a restarted gcsd should see its server again within a second.
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+/// What the server tells the link about itself.
+pub trait Server: Send + Sync {
+    /// The server accepts connections (until then the status announced is `starting`).
+    fn started(&self) -> bool;
+    /// The role to announce now (a sysvar the DBA may change at runtime).
+    fn role(&self) -> Role;
+    fn log(&self, level: LogLevel, message: &str);
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    Note,
+    Warning,
+    Error,
+}
+
+/// Where gcsd is and who this server is.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub daemon: String,
+    pub server: ServerKey,
+    pub heartbeat: Duration,
+}
+
+/// The counters behind the `Isis2d_*` status variables. Static, because the server reads them
+/// through pointers; reset by each plugin init.
+#[derive(Default)]
+pub struct Stats {
+    pub connected: AtomicBool,
+    pub heartbeats_sent: AtomicU64,
+    pub heartbeats_failed: AtomicU64,
+    pub reconnects: AtomicU64,
+    pub last_error: Mutex<String>,
+}
+
+impl Stats {
+    pub const fn new() -> Self {
+        Self {
+            connected: AtomicBool::new(false),
+            heartbeats_sent: AtomicU64::new(0),
+            heartbeats_failed: AtomicU64::new(0),
+            reconnects: AtomicU64::new(0),
+            last_error: parking_lot::const_mutex(String::new()),
+        }
+    }
+
+    pub fn reset(&self) {
+        self.connected.store(false, Ordering::Relaxed);
+        self.heartbeats_sent.store(0, Ordering::Relaxed);
+        self.heartbeats_failed.store(0, Ordering::Relaxed);
+        self.reconnects.store(0, Ordering::Relaxed);
+        self.last_error.lock().clear();
+    }
+}
+
+/// The newest serverlist and what is known about its freshness.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub rows: Vec<ServerRow>,
+    /// gcsd's own warning about the list (errno 7: it has no quorum), if any.
+    pub gcsd_warning: Option<String>,
+    /// When gcsd last confirmed the link (a pushed list or an acknowledged heartbeat); none
+    /// before the first.
+    pub confirmed: Option<Instant>,
+}
+
+/// Shared by the link thread, the table and the status variables.
+pub struct Link {
+    pub settings: Settings,
+    pub stats: &'static Stats,
+    stop: AtomicBool,
+    snapshot: RwLock<Arc<Snapshot>>,
+    /// Clones of the open sockets, so `stop` can cut a blocked operation short.
+    sockets: Mutex<Vec<TcpStream>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum LinkError {
+    #[error("cannot reach gcsd at {addr}: {source}")]
+    Connect {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("lost gcsd at {addr}: {source}")]
+    Io {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("gcsd at {addr} closed the connection")]
+    Closed { addr: String },
+    #[error("gcsd at {addr} answered {line:?}, which is not the protocol")]
+    Garbage { addr: String, line: String },
+    #[error("gcsd at {addr} refused {command:?}: {reply}")]
+    Refused {
+        addr: String,
+        command: String,
+        reply: String,
+    },
+}
+
+impl Link {
+    pub fn new(settings: Settings, stats: &'static Stats) -> Arc<Self> {
+        stats.reset();
+        Arc::new(Self {
+            settings,
+            stats,
+            stop: AtomicBool::new(false),
+            snapshot: RwLock::new(Arc::new(Snapshot {
+                rows: Vec::new(),
+                gcsd_warning: None,
+                confirmed: None,
+            })),
+            sockets: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The newest snapshot. The lock is held only to clone an `Arc`.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.read().clone()
+    }
+
+    pub fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
+    }
+
+    /// Asks the thread to say goodbye and end.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Release);
+    }
+
+    /// Unblocks whatever socket operation the thread is in; it then ends at once.
+    pub fn cut(&self) {
+        for s in self.sockets.lock().drain(..) {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    /// The thread's body: sessions with gcsd, reconnecting with backoff, until stopped.
+    pub fn run(&self, server: &dyn Server) {
+        let mut backoff = Duration::from_millis(100);
+        let mut reported: Option<String> = None;
+        while !self.stopping() {
+            let result = self.session(server);
+            self.stats.connected.store(false, Ordering::Relaxed);
+            self.sockets.lock().clear();
+            let Err(e) = result else { return };
+            let message = e.to_string();
+            *self.stats.last_error.lock() = message.clone();
+            if self.stopping() {
+                return;
+            }
+            self.stats.reconnects.fetch_add(1, Ordering::Relaxed);
+            // One log line per distinct problem, not one per retry.
+            if reported.as_deref() != Some(message.as_str()) {
+                server.log(LogLevel::Warning, &format!("{message}; retrying"));
+                reported = Some(message);
+            }
+            self.sleep(backoff);
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    fn sleep(&self, total: Duration) {
+        let until = Instant::now() + total;
+        while !self.stopping() && Instant::now() < until {
+            std::thread::sleep(POLL.min(until.saturating_duration_since(Instant::now())));
+        }
+    }
+
+    fn connect(&self) -> Result<Conn, LinkError> {
+        let addr = &self.settings.daemon;
+        let connect_error = |source| LinkError::Connect {
+            addr: addr.clone(),
+            source,
+        };
+        let target = addr
+            .to_socket_addrs()
+            .map_err(connect_error)?
+            .next()
+            .ok_or_else(|| connect_error(std::io::ErrorKind::NotFound.into()))?;
+        let stream = TcpStream::connect_timeout(&target, IO_TIMEOUT).map_err(connect_error)?;
+        stream.set_nodelay(true).ok();
+        stream
+            .set_read_timeout(Some(IO_TIMEOUT))
+            .map_err(connect_error)?;
+        stream
+            .set_write_timeout(Some(IO_TIMEOUT))
+            .map_err(connect_error)?;
+        if let Ok(clone) = stream.try_clone() {
+            self.sockets.lock().push(clone);
+        }
+        Ok(Conn {
+            addr: addr.clone(),
+            stream,
+            lines: LineBuffer::new(proto::MAX_LINE),
+        })
+    }
+
+    fn status(&self, server: &dyn Server) -> Status {
+        if self.stopping() {
+            Status::Stopping
+        } else if server.started() {
+            Status::On
+        } else {
+            Status::Starting
+        }
+    }
+
+    fn session(&self, server: &dyn Server) -> Result<(), LinkError> {
+        let key = &self.settings.server;
+        let mut role = server.role();
+        let mut cmd = self.connect()?;
+        let join = |status, role| Command::Join {
+            server: key.clone(),
+            status,
+            role,
+        };
+        let mut status = self.status(server);
+        self.expect_ok(cmd.request(&join(status, role))?, &join(status, role))?;
+
+        let mut sub = self.connect()?;
+        let subscribe = sub.request(&Command::Subscribe)?;
+        self.expect_ok(subscribe, &Command::Subscribe)?;
+        sub.stream
+            .set_read_timeout(Some(POLL))
+            .map_err(|source| cmd.io(source))?;
+        self.stats.connected.store(true, Ordering::Relaxed);
+        if !self.stats.last_error.lock().is_empty() {
+            server.log(
+                LogLevel::Note,
+                &format!("connected to gcsd at {}", cmd.addr),
+            );
+        }
+
+        let mut blocks = BlockReader::new();
+        let mut next_heartbeat = Instant::now() + self.settings.heartbeat;
+        loop {
+            if self.stopping() {
+                self.goodbye(&mut cmd);
+                return Ok(());
+            }
+            for line in sub.poll_lines()? {
+                let list = blocks.push_line(&line).map_err(|_| LinkError::Garbage {
+                    addr: sub.addr.clone(),
+                    line: line.clone(),
+                })?;
+                if let Some(list) = list {
+                    let gcsd_warning =
+                        (list.header.errno != Errno::Ok).then(|| list.header.text.clone());
+                    *self.snapshot.write() = Arc::new(Snapshot {
+                        rows: list.rows,
+                        gcsd_warning,
+                        confirmed: Some(Instant::now()),
+                    });
+                }
+            }
+            if Instant::now() < next_heartbeat {
+                continue;
+            }
+            next_heartbeat += self.settings.heartbeat;
+            let (new_status, new_role) = (self.status(server), server.role());
+            let beat = if new_role != role {
+                // A role change is a new registration.
+                role = new_role;
+                join(new_status, role)
+            } else {
+                Command::Heartbeat {
+                    server: key.clone(),
+                    status: new_status,
+                }
+            };
+            status = new_status;
+            self.stats.heartbeats_sent.fetch_add(1, Ordering::Relaxed);
+            let reply = cmd.request(&beat)?;
+            match reply.errno {
+                Errno::Ok => self.confirm(),
+                // gcsd restarted (or expired us): register again.
+                Errno::UnknownServer => {
+                    let again = join(status, role);
+                    self.expect_ok(cmd.request(&again)?, &again)?;
+                }
+                // gcsd is up but its group cannot commit: the list says so; keep beating.
+                Errno::NoQuorum => {
+                    self.stats.heartbeats_failed.fetch_add(1, Ordering::Relaxed);
+                    *self.stats.last_error.lock() = reply.text;
+                }
+                _ => {
+                    self.stats.heartbeats_failed.fetch_add(1, Ordering::Relaxed);
+                    return Err(cmd.refused(&beat, &reply));
+                }
+            }
+        }
+    }
+
+    fn confirm(&self) {
+        let mut snap = self.snapshot.write();
+        let mut fresh = (**snap).clone();
+        fresh.confirmed = Some(Instant::now());
+        *snap = Arc::new(fresh);
+    }
+
+    fn expect_ok(&self, reply: Reply, command: &Command) -> Result<(), LinkError> {
+        match reply.errno {
+            Errno::Ok => Ok(()),
+            _ => Err(LinkError::Refused {
+                addr: self.settings.daemon.clone(),
+                command: command.to_line().trim_end().to_owned(),
+                reply: reply.to_line().trim_end().to_owned(),
+            }),
+        }
+    }
+
+    /// `heartbeat ... stopping`, then `leave`, each with a short bound; best effort.
+    fn goodbye(&self, cmd: &mut Conn) {
+        let key = &self.settings.server;
+        cmd.stream.set_read_timeout(Some(GOODBYE_TIMEOUT)).ok();
+        cmd.stream.set_write_timeout(Some(GOODBYE_TIMEOUT)).ok();
+        let _ = cmd.request(&Command::Heartbeat {
+            server: key.clone(),
+            status: Status::Stopping,
+        });
+        let _ = cmd.request(&Command::Leave {
+            server: key.clone(),
+        });
+    }
+}
+
+/// One connection to gcsd with its bounded line framing.
+struct Conn {
+    addr: String,
+    stream: TcpStream,
+    lines: LineBuffer,
+}
+
+impl Conn {
+    fn io(&self, source: std::io::Error) -> LinkError {
+        LinkError::Io {
+            addr: self.addr.clone(),
+            source,
+        }
+    }
+
+    fn refused(&self, command: &Command, reply: &Reply) -> LinkError {
+        LinkError::Refused {
+            addr: self.addr.clone(),
+            command: command.to_line().trim_end().to_owned(),
+            reply: reply.to_line().trim_end().to_owned(),
+        }
+    }
+
+    /// Sends one command and reads its one-line reply.
+    fn request(&mut self, command: &Command) -> Result<Reply, LinkError> {
+        self.stream
+            .write_all(command.to_line().as_bytes())
+            .map_err(|e| self.io(e))?;
+        loop {
+            if let Some(line) = self.next_line()? {
+                return Reply::parse(&line).map_err(|_| LinkError::Garbage {
+                    addr: self.addr.clone(),
+                    line,
+                });
+            }
+            self.fill()?;
+        }
+    }
+
+    fn next_line(&mut self) -> Result<Option<String>, LinkError> {
+        match self.lines.next_line() {
+            None => Ok(None),
+            Some(Ok(bytes)) => Ok(Some(String::from_utf8_lossy(&bytes).into_owned())),
+            Some(Err(too_long)) => Err(LinkError::Garbage {
+                addr: self.addr.clone(),
+                line: too_long.to_string(),
+            }),
+        }
+    }
+
+    /// Reads what is there into the line buffer; a timeout is an error (gcsd is too slow).
+    fn fill(&mut self) -> Result<(), LinkError> {
+        let mut buf = [0u8; 4096];
+        match self.stream.read(&mut buf) {
+            Ok(0) => Err(LinkError::Closed {
+                addr: self.addr.clone(),
+            }),
+            Ok(n) => {
+                self.lines.push(&buf[..n]);
+                Ok(())
+            }
+            Err(e) => Err(self.io(e)),
+        }
+    }
+
+    /// The complete lines that arrive within one poll interval (none is fine).
+    fn poll_lines(&mut self) -> Result<Vec<String>, LinkError> {
+        match self.fill() {
+            Ok(()) => {}
+            Err(LinkError::Io { source, .. })
+                if matches!(
+                    source.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => return Err(e),
+        }
+        let mut lines = Vec::new();
+        while let Some(line) = self.next_line()? {
+            lines.push(line);
+        }
+        Ok(lines)
+    }
+}

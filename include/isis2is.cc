@@ -1,0 +1,82 @@
+// INFORMATION_SCHEMA.ISIS2IS for MariaDB: the table's columns and its fill function. The rows
+// come from the Rust side's cached serverlist (gcs_isis2is_rows): no network I/O here.
+#include <my_global.h>
+#include <sql_class.h>
+#include <table.h>
+#include <field.h>
+#include <sql_show.h>
+#include <mysql/plugin.h>
+
+#include "mysql_gcs.h"
+
+namespace Show {
+// The first nine columns are the Isis2 contract, in this order; extensions go after them.
+static ST_FIELD_INFO isis2is_fields[] = {
+    Column("ERROR", Varchar(255), NULLABLE),
+    Column("ERRNO", ULong(), NOT_NULL),
+    Column("ISIS2_MEMBER", Varchar(64), NULLABLE),
+    Column("MYSQL_HOST", Varchar(255), NULLABLE),
+    Column("MYSQL_PORT_OR_SOCKET", Varchar(255), NULLABLE),
+    Column("MYSQL_STATUS", Varchar(16), NULLABLE),
+    Column("MYSQL_ROLE", Varchar(16), NULLABLE),
+    Column("MYSQL_HEARTBEAT_TTL", ULong(), NULLABLE),
+    Column("MYSQL_HEARTBEAT_LAST", Varchar(32), NULLABLE),
+    CEnd()};
+}  // namespace Show
+
+namespace {
+
+enum Col { ERROR, ERRNUM, MEMBER, HOST, PORT, STATUS, ROLE, TTL, LAST };
+
+struct FillContext {
+  THD *thd;
+  TABLE *table;
+};
+
+void store_text(TABLE *table, Col col, const char *text) {
+  Field *f = table->field[col];
+  if (!text) {
+    f->set_null();
+    return;
+  }
+  f->store(text, strlen(text), system_charset_info);
+  f->set_notnull();
+}
+
+extern "C" int emit_row(void *ctx, const gcs_row *row) {
+  FillContext *fill = static_cast<FillContext *>(ctx);
+  TABLE *table = fill->table;
+  restore_record(table, s->default_values);
+  store_text(table, ERROR, row->error);
+  table->field[ERRNUM]->store(static_cast<longlong>(row->errnum), true);
+  store_text(table, MEMBER, row->member);
+  store_text(table, HOST, row->host);
+  store_text(table, PORT, row->port);
+  store_text(table, STATUS, row->status);
+  store_text(table, ROLE, row->role);
+  if (row->ttl < 0) {
+    table->field[TTL]->set_null();
+  } else {
+    table->field[TTL]->store(row->ttl, true);
+    table->field[TTL]->set_notnull();
+  }
+  store_text(table, LAST, row->last_update);
+  return schema_table_store_record(fill->thd, table) ? 1 : 0;
+}
+
+// Readable by every user, like INFORMATION_SCHEMA.ENGINES: the point of the table is that any
+// client (a driver, a load balancer) learns the cluster's shape with plain SQL, and it shows
+// nothing a client connected to the cluster cannot already reach.
+int isis2is_fill(THD *thd, TABLE_LIST *tables, COND *) {
+  FillContext ctx{thd, tables->table};
+  return gcs_isis2is_rows(&ctx, emit_row);
+}
+
+}  // namespace
+
+extern "C" int gcs_shim_isis2is_init(void *p) {
+  ST_SCHEMA_TABLE *schema = static_cast<ST_SCHEMA_TABLE *>(p);
+  schema->fields_info = Show::isis2is_fields;
+  schema->fill_table = isis2is_fill;
+  return 0;
+}

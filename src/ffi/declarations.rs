@@ -1,0 +1,369 @@
+//! What the server reads when it loads the library: the plugin declarations (MariaDB's and
+//! MySQL's twins, made by one macro from one list), the system and status variables, and the
+//! service pointers it patches.
+
+use std::ffi::{c_char, c_int, c_uint, c_ulong, c_void, CStr};
+use std::mem::size_of;
+use std::ptr::{null, null_mut};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use proto::{Role, ServerKey};
+
+use super::types::*;
+use super::{guarded, isis2d_deinit, isis2d_init, isis2is_init};
+use isis2d::link::{Settings, Stats};
+
+// ---- services ----
+
+/// The server's error-log service. The server finds this symbol with dlsym, checks the version
+/// it holds (`VERSION_my_print_error`) and replaces it with its service table. It must be in the
+/// library's dynamic symbol table, so it is defined here rather than taken from
+/// libmysqlservices.a (whose symbols the cdylib would hide).
+#[no_mangle]
+pub static mut my_print_error_service: *mut c_void = std::ptr::without_provenance_mut(0x0100);
+
+// ---- system variables ----
+// The server writes each variable's value through `value` (and may touch the structs), so all
+// of them live in writable statics.
+
+static mut DAEMON_HOST: *mut c_char = null_mut();
+static mut DAEMON_PORT: c_uint = 2200;
+static mut MYSQL_HOST: *mut c_char = null_mut();
+static mut MYSQL_PORT: c_uint = 0;
+static mut ROLE: c_ulong = 2;
+static mut HEARTBEAT_MS: c_uint = 1000;
+
+const fn header(flags: c_int, name: &'static CStr, comment: &'static CStr) -> SysVarHeader {
+    SysVarHeader {
+        flags,
+        name: name.as_ptr(),
+        comment: comment.as_ptr(),
+        check: None,
+        update: None,
+    }
+}
+
+static mut SYSVAR_DAEMON_HOST: StrSysVar = StrSysVar {
+    header: header(
+        PLUGIN_VAR_STR | PLUGIN_VAR_READONLY,
+        c"daemon_host",
+        c"Address of the local gcsd plugin port",
+    ),
+    value: &raw mut DAEMON_HOST,
+    def_val: c"127.0.0.1".as_ptr(),
+};
+static mut SYSVAR_DAEMON_PORT: UintSysVar = UintSysVar {
+    header: header(
+        PLUGIN_VAR_INT | PLUGIN_VAR_UNSIGNED | PLUGIN_VAR_READONLY,
+        c"daemon_port",
+        c"TCP port of the local gcsd plugin port",
+    ),
+    value: &raw mut DAEMON_PORT,
+    def_val: 2200,
+    min_val: 1,
+    max_val: 65535,
+    blk_sz: 0,
+};
+static mut SYSVAR_MYSQL_HOST: StrSysVar = StrSysVar {
+    header: header(
+        PLUGIN_VAR_STR | PLUGIN_VAR_READONLY,
+        c"mysql_host",
+        c"Host name this server is announced as (default: the server's host name)",
+    ),
+    value: &raw mut MYSQL_HOST,
+    def_val: null(),
+};
+static mut SYSVAR_MYSQL_PORT: UintSysVar = UintSysVar {
+    header: header(
+        PLUGIN_VAR_INT | PLUGIN_VAR_UNSIGNED | PLUGIN_VAR_READONLY,
+        c"mysql_port",
+        c"Port this server is announced with (default 0: the server's own port)",
+    ),
+    value: &raw mut MYSQL_PORT,
+    def_val: 0,
+    min_val: 0,
+    max_val: 65535,
+    blk_sz: 0,
+};
+const ROLE_NAMES: [*const c_char; 4] = [
+    c"master".as_ptr(),
+    c"slave".as_ptr(),
+    c"standalone".as_ptr(),
+    null(),
+];
+static mut ROLE_NAMES_STORAGE: [*const c_char; 4] = ROLE_NAMES;
+static mut ROLE_TYPELIB: TypeLib = TypeLib {
+    count: 3,
+    name: c"isis2d_mysql_role".as_ptr(),
+    type_names: &raw const ROLE_NAMES_STORAGE as *const *const c_char,
+    type_lengths: null(),
+};
+static mut SYSVAR_ROLE: EnumSysVar = EnumSysVar {
+    header: header(
+        PLUGIN_VAR_ENUM,
+        c"mysql_role",
+        c"Replication role announced: master, slave or standalone (SET GLOBAL re-announces it)",
+    ),
+    value: &raw mut ROLE,
+    def_val: 2,
+    typelib: &raw const ROLE_TYPELIB,
+};
+static mut SYSVAR_HEARTBEAT_MS: UintSysVar = UintSysVar {
+    header: header(
+        PLUGIN_VAR_INT | PLUGIN_VAR_UNSIGNED | PLUGIN_VAR_READONLY,
+        c"heartbeat_interval_ms",
+        c"Milliseconds between heartbeats to gcsd",
+    ),
+    value: &raw mut HEARTBEAT_MS,
+    def_val: 1000,
+    min_val: 100,
+    max_val: 60000,
+    blk_sz: 0,
+};
+
+static mut ISIS2D_SYSVARS: [*mut c_void; 7] = [
+    &raw mut SYSVAR_DAEMON_HOST as *mut c_void,
+    &raw mut SYSVAR_DAEMON_PORT as *mut c_void,
+    &raw mut SYSVAR_MYSQL_HOST as *mut c_void,
+    &raw mut SYSVAR_MYSQL_PORT as *mut c_void,
+    &raw mut SYSVAR_ROLE as *mut c_void,
+    &raw mut SYSVAR_HEARTBEAT_MS as *mut c_void,
+    null_mut(),
+];
+
+/// The link's settings from the variables; `server` is this server's (host, port).
+pub(super) fn settings((host, port): (String, u32)) -> Result<Settings, String> {
+    // SAFETY: these variables are read-only: the server set them before calling init and
+    // does not change them while the plugin is installed. String values are NUL-terminated.
+    let (daemon_host, daemon_port, mysql_host, mysql_port, heartbeat_ms) = unsafe {
+        let text = |p: *mut c_char| {
+            (!p.is_null()).then(|| CStr::from_ptr(p).to_string_lossy().into_owned())
+        };
+        (
+            text(DAEMON_HOST),
+            DAEMON_PORT,
+            text(MYSQL_HOST),
+            MYSQL_PORT,
+            HEARTBEAT_MS,
+        )
+    };
+    let daemon_host = daemon_host.unwrap_or_else(|| "127.0.0.1".into());
+    let mysql_host = mysql_host.filter(|h| !h.is_empty()).unwrap_or(host);
+    let mysql_port = if mysql_port == 0 { port } else { mysql_port };
+    let token_ok = |t: &str| {
+        !t.is_empty() && t.len() <= proto::MAX_TOKEN && t.bytes().all(|b| b.is_ascii_graphic())
+    };
+    if !token_ok(&mysql_host) {
+        return Err(format!(
+            "isis2d_mysql_host {mysql_host:?} must be 1 to {} printable characters without spaces",
+            proto::MAX_TOKEN
+        ));
+    }
+    if mysql_port == 0 {
+        return Err("this server has no TCP port; set isis2d_mysql_port".into());
+    }
+    let daemon = if daemon_host.contains(':') {
+        format!("[{daemon_host}]:{daemon_port}")
+    } else {
+        format!("{daemon_host}:{daemon_port}")
+    };
+    Ok(Settings {
+        daemon,
+        server: ServerKey::new(mysql_host, mysql_port.to_string()),
+        heartbeat: Duration::from_millis(u64::from(heartbeat_ms)),
+    })
+}
+
+/// The role to announce, as `SET GLOBAL isis2d_mysql_role` left it.
+pub(super) fn announced_role() -> Role {
+    // SAFETY: a word-sized value the server writes under its own lock; a torn read is
+    // impossible and a stale one is corrected at the next heartbeat.
+    match unsafe { std::ptr::read_volatile(&raw const ROLE) } {
+        0 => Role::Master,
+        1 => Role::Slave,
+        _ => Role::Standalone,
+    }
+}
+
+// ---- status variables ----
+
+pub(super) static STATS: Stats = Stats::new();
+
+/// Writes a status value into the server's buffer and points `var` at it.
+enum Shown {
+    Bool(bool),
+    Number(u64),
+    Text(String),
+}
+
+/// # Safety
+/// `var` and `buff` are what the server passes to a SHOW_SIMPLE_FUNC: a valid `ShowVar` and a
+/// buffer of SHOW_VAR_FUNC_BUFF_SIZE bytes, aligned for a u64.
+unsafe fn show(var: *mut ShowVar, buff: *mut c_void, value: Shown) -> c_int {
+    // SAFETY: per the function's contract; every write stays within the buffer.
+    unsafe {
+        match value {
+            Shown::Bool(b) => {
+                *(buff as *mut c_char) = c_char::from(b);
+                (*var).type_ = SHOW_BOOL;
+            }
+            Shown::Number(n) => {
+                *(buff as *mut u64) = n;
+                (*var).type_ = SHOW_ULONGLONG;
+            }
+            Shown::Text(t) => {
+                let bytes = t.as_bytes();
+                let n = bytes.len().min(SHOW_FUNC_BUFFER - 1);
+                std::ptr::copy_nonoverlapping(bytes.as_ptr(), buff as *mut u8, n);
+                *(buff as *mut u8).add(n) = 0;
+                (*var).type_ = SHOW_CHAR;
+            }
+        }
+        (*var).value = buff;
+    }
+    0
+}
+
+macro_rules! status_vars {
+    ($($name:literal => $fn_name:ident = $value:expr;)*) => {
+        $(
+            unsafe extern "C" fn $fn_name(
+                _thd: *mut c_void,
+                var: *mut ShowVar,
+                buff: *mut c_void,
+                _status: *mut c_void,
+                _scope: c_int,
+            ) -> c_int {
+                // SAFETY: called by the server with a valid var and buffer.
+                guarded(1, || unsafe { show(var, buff, $value) })
+            }
+        )*
+        static ISIS2D_STATUS: [ShowVar; [$($name),*].len() + 1] = [
+            $(ShowVar { name: $name.as_ptr(), value: $fn_name as ShowFn as *mut c_void, type_: SHOW_SIMPLE_FUNC },)*
+            ShowVar { name: null(), value: null_mut(), type_: 0 },
+        ];
+    };
+}
+
+status_vars! {
+    c"Isis2d_connected" => show_connected = Shown::Bool(STATS.connected.load(Ordering::Relaxed));
+    c"Isis2d_heartbeats_sent" => show_sent = Shown::Number(STATS.heartbeats_sent.load(Ordering::Relaxed));
+    c"Isis2d_heartbeats_failed" => show_failed = Shown::Number(STATS.heartbeats_failed.load(Ordering::Relaxed));
+    c"Isis2d_reconnects" => show_reconnects = Shown::Number(STATS.reconnects.load(Ordering::Relaxed));
+    c"Isis2d_serverlist_age_ms" => show_age = Shown::Number(serverlist_age_ms());
+    c"Isis2d_servers" => show_servers = Shown::Number(super::current_link().map_or(0, |l| l.snapshot().rows.len() as u64));
+    c"Isis2d_last_error" => show_last_error = Shown::Text(STATS.last_error.lock().clone());
+}
+
+/// Milliseconds since gcsd last confirmed the list (0 when none yet or not installed).
+fn serverlist_age_ms() -> u64 {
+    super::current_link()
+        .and_then(|l| l.snapshot().confirmed)
+        .map_or(0, |t| t.elapsed().as_millis() as u64)
+}
+
+// ---- entry points ----
+
+unsafe extern "C" fn isis2d_init_entry(_plugin: *mut c_void) -> c_int {
+    guarded(1, isis2d_init)
+}
+
+unsafe extern "C" fn isis2d_deinit_entry(_plugin: *mut c_void) -> c_int {
+    guarded(1, isis2d_deinit)
+}
+
+unsafe extern "C" fn isis2is_init_entry(schema_table: *mut c_void) -> c_int {
+    guarded(1, || isis2is_init(schema_table))
+}
+
+unsafe extern "C" fn isis2is_deinit_entry(_schema_table: *mut c_void) -> c_int {
+    0
+}
+
+// ---- declarations ----
+
+static DAEMON_INFO: DaemonInfo = DaemonInfo {
+    interface_version: SERVER_INTERFACE_VERSION,
+};
+static ISIS2IS_INFO: InformationSchemaInfo = InformationSchemaInfo {
+    interface_version: SERVER_INTERFACE_VERSION,
+};
+
+const AUTHOR: &CStr = c"mysql-gcs";
+const VERSION: c_uint = 0x0001;
+
+/// Both declaration arrays (MariaDB's, which carries maturity, and MySQL's) from one list.
+macro_rules! declare_plugins {
+    ($({ $type_:expr, $info:expr, $name:literal, $descr:literal, $init:expr, $deinit:expr, $status:expr, $sysvars:expr })*) => {
+        #[no_mangle]
+        pub static _maria_plugin_interface_version_: c_int = MARIA_PLUGIN_INTERFACE_VERSION;
+        #[no_mangle]
+        pub static _maria_sizeof_struct_st_plugin_: c_int = size_of::<MariaPlugin>() as c_int;
+        #[no_mangle]
+        pub static _maria_plugin_declarations_: [MariaPlugin; [$($name),*].len() + 1] = [
+            $(MariaPlugin {
+                type_: $type_,
+                info: $info as *const _ as *const c_void,
+                name: $name.as_ptr(),
+                author: AUTHOR.as_ptr(),
+                descr: $descr.as_ptr(),
+                license: PLUGIN_LICENSE_GPL,
+                init: Some($init),
+                deinit: Some($deinit),
+                version: VERSION,
+                status_vars: $status,
+                system_vars: $sysvars,
+                version_info: c"0.1".as_ptr(),
+                maturity: MARIADB_PLUGIN_MATURITY_GAMMA,
+            },)*
+            MariaPlugin {
+                type_: 0, info: null(), name: null(), author: null(), descr: null(), license: 0,
+                init: None, deinit: None, version: 0, status_vars: null(), system_vars: null(),
+                version_info: null(), maturity: 0,
+            },
+        ];
+        #[no_mangle]
+        pub static _mysql_plugin_interface_version_: c_int = MYSQL_PLUGIN_INTERFACE_VERSION;
+        #[no_mangle]
+        pub static _mysql_sizeof_struct_st_plugin_: c_int = size_of::<MysqlPlugin>() as c_int;
+        #[no_mangle]
+        pub static _mysql_plugin_declarations_: [MysqlPlugin; [$($name),*].len() + 1] = [
+            $(MysqlPlugin {
+                type_: $type_,
+                info: $info as *const _ as *const c_void,
+                name: $name.as_ptr(),
+                author: AUTHOR.as_ptr(),
+                descr: $descr.as_ptr(),
+                license: PLUGIN_LICENSE_GPL,
+                init: Some($init),
+                deinit: Some($deinit),
+                version: VERSION,
+                status_vars: $status,
+                system_vars: $sysvars,
+                reserved1: null(),
+                flags: 0,
+            },)*
+            MysqlPlugin {
+                type_: 0, info: null(), name: null(), author: null(), descr: null(), license: 0,
+                init: None, deinit: None, version: 0, status_vars: null(), system_vars: null(),
+                reserved1: null(), flags: 0,
+            },
+        ];
+    };
+}
+
+declare_plugins! {
+    {
+        MYSQL_DAEMON_PLUGIN, &DAEMON_INFO, c"isis2d",
+        c"Announces this server to the local gcsd and caches the cluster's serverlist",
+        isis2d_init_entry, isis2d_deinit_entry,
+        ISIS2D_STATUS.as_ptr(), &raw const ISIS2D_SYSVARS as *const *mut c_void
+    }
+    {
+        MYSQL_INFORMATION_SCHEMA_PLUGIN, &ISIS2IS_INFO, c"ISIS2IS",
+        c"INFORMATION_SCHEMA.ISIS2IS: the cluster's servers and their health",
+        isis2is_init_entry, isis2is_deinit_entry,
+        null(), null()
+    }
+}

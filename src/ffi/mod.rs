@@ -1,0 +1,230 @@
+//! Every `extern "C"` of the library: the plugin declarations the server reads, the system and
+//! status variables, the entry points, and the calls into the C++ shim.
+//!
+//! Each entry point runs inside `guarded`, which turns a panic into an error return (a panic
+//! escaping into mariadbd would abort it), and is one call into safe Rust.
+
+mod declarations;
+mod thread;
+mod types;
+
+use std::ffi::{c_char, c_int, c_void, CStr, CString};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::ptr::null;
+use std::sync::Arc;
+use std::time::Instant;
+
+use parking_lot::Mutex;
+use proto::Role;
+
+use isis2d::link::{LogLevel, Server};
+use isis2d::table::Row;
+
+/// Runs an entry point's body; a panic becomes `on_panic` (and a line in the error log).
+fn guarded<T>(on_panic: T, body: impl FnOnce() -> T) -> T {
+    catch_unwind(AssertUnwindSafe(body)).unwrap_or_else(|_| {
+        log(
+            LogLevel::Error,
+            "internal error (panic) caught at the plugin boundary",
+        );
+        on_panic
+    })
+}
+
+// ---- the C++ shim ----
+
+#[repr(C)]
+pub struct GcsRow {
+    error: *const c_char,
+    errnum: u32,
+    member: *const c_char,
+    host: *const c_char,
+    port: *const c_char,
+    status: *const c_char,
+    role: *const c_char,
+    ttl: i64,
+    last_update: *const c_char,
+}
+
+type EmitFn = unsafe extern "C" fn(*mut c_void, *const GcsRow) -> c_int;
+
+extern "C" {
+    fn gcs_shim_isis2is_init(schema_table: *mut c_void) -> c_int;
+    fn gcs_shim_server_port() -> u32;
+    fn gcs_shim_server_host() -> *const c_char;
+    fn gcs_shim_server_started() -> c_int;
+    fn gcs_shim_log(level: c_int, message: *const c_char);
+}
+
+/// One line in the server's error log, through its error-log service.
+pub fn log(level: LogLevel, message: &str) {
+    let level = match level {
+        LogLevel::Note => 0,
+        LogLevel::Warning => 1,
+        LogLevel::Error => 2,
+    };
+    let text = CString::new(message.replace('\0', " ")).unwrap_or_default();
+    // SAFETY: the shim formats the NUL-terminated text with "%s" and does not keep it.
+    unsafe { gcs_shim_log(level, text.as_ptr()) }
+}
+
+/// The running server, as the link sees it.
+struct MariaDb;
+
+impl Server for MariaDb {
+    fn started(&self) -> bool {
+        // SAFETY: reads an int the server sets once it accepts connections.
+        unsafe { gcs_shim_server_started() != 0 }
+    }
+
+    fn role(&self) -> Role {
+        declarations::announced_role()
+    }
+
+    fn log(&self, level: LogLevel, message: &str) {
+        log(level, message);
+    }
+}
+
+/// This server as it describes itself: host name and TCP port.
+fn server_identity() -> (String, u32) {
+    // SAFETY: glob_hostname is a NUL-terminated array the server fills at startup and never
+    // frees; the port is a plain uint.
+    unsafe {
+        let host = gcs_shim_server_host();
+        let host = if host.is_null() {
+            String::new()
+        } else {
+            CStr::from_ptr(host).to_string_lossy().into_owned()
+        };
+        (host, gcs_shim_server_port())
+    }
+}
+
+// ---- isis2d: the link thread's lifetime ----
+
+struct Running {
+    link: Arc<isis2d::link::Link>,
+    thread: thread::Thread,
+}
+
+static RUNNING: Mutex<Option<Running>> = parking_lot::const_mutex(None);
+
+/// The link, for the table and status variables; none while isis2d is not installed.
+fn current_link() -> Option<Arc<isis2d::link::Link>> {
+    RUNNING.lock().as_ref().map(|r| r.link.clone())
+}
+
+fn isis2d_init() -> c_int {
+    let settings = match declarations::settings(server_identity()) {
+        Ok(s) => s,
+        Err(why) => {
+            log(LogLevel::Error, &why);
+            return 1;
+        }
+    };
+    let link = isis2d::link::Link::new(settings, &declarations::STATS);
+    let body = link.clone();
+    let thread = match thread::spawn(Box::new(move || body.run(&MariaDb))) {
+        Ok(t) => t,
+        Err(e) => {
+            log(
+                LogLevel::Error,
+                &format!("cannot start the heartbeat thread: {e}"),
+            );
+            return 1;
+        }
+    };
+    log(
+        LogLevel::Note,
+        &format!(
+            "announcing {} to gcsd at {} every {} ms",
+            link.settings.server,
+            link.settings.daemon,
+            link.settings.heartbeat.as_millis()
+        ),
+    );
+    *RUNNING.lock() = Some(Running { link, thread });
+    0
+}
+
+fn isis2d_deinit() -> c_int {
+    let Some(Running { link, thread }) = RUNNING.lock().take() else {
+        return 0;
+    };
+    link.stop();
+    // Time for the goodbye (heartbeat stopping, leave); then cut any blocked socket short.
+    let mut thread = match thread.join_within(std::time::Duration::from_millis(600)) {
+        Ok(()) => return 0,
+        Err(t) => t,
+    };
+    link.cut();
+    for _ in 0..50 {
+        thread = match thread.join_within(std::time::Duration::from_millis(100)) {
+            Ok(()) => return 0,
+            Err(t) => t,
+        };
+    }
+    log(
+        LogLevel::Error,
+        "the heartbeat thread did not stop within 5.6 s; leaving it running",
+    );
+    thread.detach();
+    1
+}
+
+// ---- isis2is ----
+
+fn isis2is_init(schema_table: *mut c_void) -> c_int {
+    // SAFETY: the server passes its ST_SCHEMA_TABLE, which the shim fills in.
+    unsafe { gcs_shim_isis2is_init(schema_table) }
+}
+
+/// Called by the shim's fill function, on the client's thread: copies the snapshot into rows.
+#[no_mangle]
+pub unsafe extern "C" fn gcs_isis2is_rows(ctx: *mut c_void, emit: Option<EmitFn>) -> c_int {
+    guarded(1, || {
+        let Some(emit) = emit else { return 1 };
+        let link = current_link();
+        let rows = isis2d::table::rows(link.as_deref(), Instant::now());
+        for row in rows {
+            let result = emit_row(&row, |r| {
+                // SAFETY: `r` and the strings it points to live until emit returns; the shim
+                // copies them into the table.
+                unsafe { emit(ctx, r) }
+            });
+            if result != 0 {
+                return result;
+            }
+        }
+        0
+    })
+}
+
+fn emit_row(row: &Row, emit: impl FnOnce(&GcsRow) -> c_int) -> c_int {
+    let text = |s: &Option<String>| {
+        s.as_deref()
+            .map(|s| CString::new(s.replace('\0', " ")).unwrap_or_default())
+    };
+    let owned = [
+        text(&row.error),
+        text(&row.member),
+        text(&row.host),
+        text(&row.port),
+        text(&row.status),
+        text(&row.role),
+        text(&row.last_update),
+    ];
+    let ptr = |i: usize| owned[i].as_ref().map_or(null(), |c| c.as_ptr());
+    emit(&GcsRow {
+        error: ptr(0),
+        errnum: row.errno,
+        member: ptr(1),
+        host: ptr(2),
+        port: ptr(3),
+        status: ptr(4),
+        role: ptr(5),
+        ttl: row.ttl.map_or(-1, i64::from),
+        last_update: ptr(6),
+    })
+}
