@@ -7,10 +7,13 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use common::{start_group, wait_for, Gcsd, GCSD};
+use common::{gcsd_binary, start_group, wait_for, Gcsd};
 
 fn gcsd(args: &[&str]) -> Output {
-    Command::new(GCSD).args(args).output().expect("run gcsd")
+    Command::new(gcsd_binary())
+        .args(args)
+        .output()
+        .expect("run gcsd")
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -108,7 +111,7 @@ fn admin_http_answers_live_ready_and_metrics() {
 }
 
 fn gcsctl_path() -> PathBuf {
-    let path = PathBuf::from(GCSD).with_file_name("gcsctl");
+    let path = gcsd_binary().with_file_name("gcsctl");
     assert!(
         path.exists(),
         "{} is missing: run the tests with `cargo test --workspace`, which builds it",

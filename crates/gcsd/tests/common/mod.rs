@@ -12,7 +12,27 @@ use std::time::{Duration, Instant};
 use proto::{BlockReader, ServerList};
 use serde_json::Value;
 
-pub const GCSD: &str = env!("CARGO_BIN_EXE_gcsd");
+/// The `gcsd` binary under test. Cargo names it at compile time for gcsd's own tests; other
+/// packages that reuse this harness (the plugin's tests) find it next to their test binary in
+/// `target/<profile>/`, where `cargo test --workspace` puts it.
+pub fn gcsd_binary() -> PathBuf {
+    if let Some(path) = option_env!("CARGO_BIN_EXE_gcsd") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("the running test's path");
+    // target/<profile>/deps/<test>-<hash> -> target/<profile>/gcsd
+    let path = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("the test binary lies in target/<profile>/deps")
+        .join("gcsd");
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests with `cargo test --workspace`, which builds gcsd",
+        path.display()
+    );
+    path
+}
 
 /// A free port on 127.0.0.1 (bound, then released for the daemon to take).
 pub fn free_port() -> u16 {
@@ -127,10 +147,10 @@ impl Gcsd {
         let mut cmd = match &self.netns {
             Some(ns) => {
                 let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns, GCSD]);
+                c.args(["netns", "exec", ns]).arg(gcsd_binary());
                 c
             }
-            None => Command::new(GCSD),
+            None => Command::new(gcsd_binary()),
         };
         cmd.arg("--config")
             .arg(self.config_path())
