@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Sets the machine up and runs every check and test: formatting, lints, unit, property and
-# integration tests (real gcsd processes on loopback and in network namespaces).
+# Sets the machine up and runs every check and test: formatting, lints, the plugin's symbols,
+# unit, property and integration tests (real gcsd and mariadbd processes on loopback and in
+# network namespaces), and the mariadb-test-run suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/setup.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo build --workspace --locked
+scripts/check-symbols.sh target/debug/libmysql_gcs.so
 cargo test --workspace --locked
