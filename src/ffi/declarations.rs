@@ -296,60 +296,55 @@ const VERSION: c_uint = 0x0001;
 /// Both declaration arrays (MariaDB's, which carries maturity, and MySQL's) from one list.
 macro_rules! declare_plugins {
     ($({ $type_:expr, $info:expr, $name:literal, $descr:literal, $init:expr, $deinit:expr, $status:expr, $sysvars:expr })*) => {
+        const PLUGINS: [PluginFields; [$($name),*].len()] = [$(PluginFields {
+            type_: $type_,
+            info: $info as *const _ as *const c_void,
+            name: $name.as_ptr(),
+            author: AUTHOR.as_ptr(),
+            descr: $descr.as_ptr(),
+            license: PLUGIN_LICENSE_GPL,
+            init: Some($init),
+            deinit: Some($deinit),
+            version: VERSION,
+            status_vars: $status,
+            system_vars: $sysvars,
+        }),*];
+        const COUNT: usize = PLUGINS.len() + 1;
+
         #[no_mangle]
         pub static _maria_plugin_interface_version_: c_int = MARIA_PLUGIN_INTERFACE_VERSION;
         #[no_mangle]
         pub static _maria_sizeof_struct_st_plugin_: c_int = size_of::<MariaPlugin>() as c_int;
         #[no_mangle]
-        pub static _maria_plugin_declarations_: [MariaPlugin; [$($name),*].len() + 1] = [
-            $(MariaPlugin {
-                type_: $type_,
-                info: $info as *const _ as *const c_void,
-                name: $name.as_ptr(),
-                author: AUTHOR.as_ptr(),
-                descr: $descr.as_ptr(),
-                license: PLUGIN_LICENSE_GPL,
-                init: Some($init),
-                deinit: Some($deinit),
-                version: VERSION,
-                status_vars: $status,
-                system_vars: $sysvars,
-                version_info: c"0.1".as_ptr(),
-                maturity: MARIADB_PLUGIN_MATURITY_GAMMA,
-            },)*
-            MariaPlugin {
-                type_: 0, info: null(), name: null(), author: null(), descr: null(), license: 0,
-                init: None, deinit: None, version: 0, status_vars: null(), system_vars: null(),
-                version_info: null(), maturity: 0,
-            },
-        ];
+        pub static _maria_plugin_declarations_: [MariaPlugin; COUNT] = {
+            let end = MariaPlugin { fields: PluginFields::END, version_info: null(), maturity: 0 };
+            let mut all = [end; COUNT];
+            let mut i = 0;
+            while i < PLUGINS.len() {
+                all[i] = MariaPlugin {
+                    fields: PLUGINS[i],
+                    version_info: c"0.1".as_ptr(),
+                    maturity: MARIADB_PLUGIN_MATURITY_GAMMA,
+                };
+                i += 1;
+            }
+            all
+        };
         #[no_mangle]
         pub static _mysql_plugin_interface_version_: c_int = MYSQL_PLUGIN_INTERFACE_VERSION;
         #[no_mangle]
         pub static _mysql_sizeof_struct_st_plugin_: c_int = size_of::<MysqlPlugin>() as c_int;
         #[no_mangle]
-        pub static _mysql_plugin_declarations_: [MysqlPlugin; [$($name),*].len() + 1] = [
-            $(MysqlPlugin {
-                type_: $type_,
-                info: $info as *const _ as *const c_void,
-                name: $name.as_ptr(),
-                author: AUTHOR.as_ptr(),
-                descr: $descr.as_ptr(),
-                license: PLUGIN_LICENSE_GPL,
-                init: Some($init),
-                deinit: Some($deinit),
-                version: VERSION,
-                status_vars: $status,
-                system_vars: $sysvars,
-                reserved1: null(),
-                flags: 0,
-            },)*
-            MysqlPlugin {
-                type_: 0, info: null(), name: null(), author: null(), descr: null(), license: 0,
-                init: None, deinit: None, version: 0, status_vars: null(), system_vars: null(),
-                reserved1: null(), flags: 0,
-            },
-        ];
+        pub static _mysql_plugin_declarations_: [MysqlPlugin; COUNT] = {
+            let end = MysqlPlugin { fields: PluginFields::END, reserved1: null(), flags: 0 };
+            let mut all = [end; COUNT];
+            let mut i = 0;
+            while i < PLUGINS.len() {
+                all[i] = MysqlPlugin { fields: PLUGINS[i], reserved1: null(), flags: 0 };
+                i += 1;
+            }
+            all
+        };
     };
 }
 

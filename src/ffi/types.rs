@@ -46,9 +46,10 @@ pub struct InformationSchemaInfo {
     pub interface_version: c_int,
 }
 
-/// `struct st_mysql_plugin`.
+/// The fields `st_mysql_plugin` and `st_maria_plugin` share, in order; each struct adds two.
 #[repr(C)]
-pub struct MysqlPlugin {
+#[derive(Clone, Copy)]
+pub struct PluginFields {
     pub type_: c_int,
     pub info: *const c_void,
     pub name: *const c_char,
@@ -60,24 +61,39 @@ pub struct MysqlPlugin {
     pub version: c_uint,
     pub status_vars: *const ShowVar,
     pub system_vars: *const *mut c_void,
+}
+
+impl PluginFields {
+    /// The all-zero entry that ends a declaration array.
+    pub const END: Self = Self {
+        type_: 0,
+        info: std::ptr::null(),
+        name: std::ptr::null(),
+        author: std::ptr::null(),
+        descr: std::ptr::null(),
+        license: 0,
+        init: None,
+        deinit: None,
+        version: 0,
+        status_vars: std::ptr::null(),
+        system_vars: std::ptr::null(),
+    };
+}
+
+/// `struct st_mysql_plugin`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct MysqlPlugin {
+    pub fields: PluginFields,
     pub reserved1: *const c_void,
     pub flags: c_ulong,
 }
 
 /// `struct st_maria_plugin`.
 #[repr(C)]
+#[derive(Clone, Copy)]
 pub struct MariaPlugin {
-    pub type_: c_int,
-    pub info: *const c_void,
-    pub name: *const c_char,
-    pub author: *const c_char,
-    pub descr: *const c_char,
-    pub license: c_int,
-    pub init: Option<InitFn>,
-    pub deinit: Option<InitFn>,
-    pub version: c_uint,
-    pub status_vars: *const ShowVar,
-    pub system_vars: *const *mut c_void,
+    pub fields: PluginFields,
     pub version_info: *const c_char,
     pub maturity: c_uint,
 }
