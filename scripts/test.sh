@@ -11,3 +11,4 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo build --workspace --locked
 scripts/check-symbols.sh target/debug/libmysql_gcs.so
 cargo test --workspace --locked
+scripts/mtr.sh

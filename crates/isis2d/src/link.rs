@@ -15,8 +15,11 @@ use std::time::{Duration, Instant};
 use parking_lot::{Mutex, RwLock};
 use proto::{BlockReader, Command, Errno, LineBuffer, Reply, Role, ServerKey, ServerRow, Status};
 
-/// Bound on each socket operation while running.
-const IO_TIMEOUT: Duration = Duration::from_millis(300);
+/// Bound on connecting to gcsd (loopback: it answers at once or not at all).
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(300);
+/// Bound on a reply: gcsd answers a change only once it is committed, which it allows up to
+/// its `propose_timeout_ms` (2 s by default). `stop` does not wait for this: it cuts the socket.
+const REPLY_TIMEOUT: Duration = Duration::from_millis(2500);
 /// Bound on each of the goodbye's operations (`heartbeat stopping`, `leave`).
 const GOODBYE_TIMEOUT: Duration = Duration::from_millis(150);
 /// How often the thread looks at the stop flag while it waits for pushes.
@@ -204,13 +207,13 @@ impl Link {
             .map_err(connect_error)?
             .next()
             .ok_or_else(|| connect_error(std::io::ErrorKind::NotFound.into()))?;
-        let stream = TcpStream::connect_timeout(&target, IO_TIMEOUT).map_err(connect_error)?;
+        let stream = TcpStream::connect_timeout(&target, CONNECT_TIMEOUT).map_err(connect_error)?;
         stream.set_nodelay(true).ok();
         stream
-            .set_read_timeout(Some(IO_TIMEOUT))
+            .set_read_timeout(Some(REPLY_TIMEOUT))
             .map_err(connect_error)?;
         stream
-            .set_write_timeout(Some(IO_TIMEOUT))
+            .set_write_timeout(Some(REPLY_TIMEOUT))
             .map_err(connect_error)?;
         if let Ok(clone) = stream.try_clone() {
             self.sockets.lock().push(clone);
@@ -297,7 +300,9 @@ impl Link {
             };
             status = new_status;
             self.stats.heartbeats_sent.fetch_add(1, Ordering::Relaxed);
-            let reply = cmd.request(&beat)?;
+            let reply = cmd.request(&beat).inspect_err(|_| {
+                self.stats.heartbeats_failed.fetch_add(1, Ordering::Relaxed);
+            })?;
             match reply.errno {
                 Errno::Ok => self.confirm(),
                 // gcsd restarted (or expired us): register again.
