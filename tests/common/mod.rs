@@ -74,3 +74,5 @@ pub fn plugin_dir() -> PathBuf {
     })
     .clone()
 }
+
+pub mod isis2is;

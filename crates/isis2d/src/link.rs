@@ -117,14 +117,45 @@ enum LinkError {
     },
     #[error("gcsd at {addr} closed the connection")]
     Closed { addr: String },
-    #[error("gcsd at {addr} answered {line:?}, which is not the protocol")]
+    #[error(
+        "gcsd at {addr} sent something that is not the protocol: {}",
+        quote(line)
+    )]
     Garbage { addr: String, line: String },
+    #[error("gcsd at {addr} sent a line longer than {} bytes", proto::MAX_LINE)]
+    LineTooLong { addr: String },
     #[error("gcsd at {addr} refused {command:?}: {reply}")]
     Refused {
         addr: String,
         command: String,
         reply: String,
     },
+}
+
+impl LinkError {
+    /// What went wrong, without the details that change from one attempt to the next.
+    fn kind(&self) -> &'static str {
+        match self {
+            LinkError::Connect { .. } => "connect",
+            LinkError::Io { .. } => "io",
+            LinkError::Closed { .. } => "closed",
+            LinkError::Garbage { .. } => "garbage",
+            LinkError::LineTooLong { .. } => "line too long",
+            LinkError::Refused { .. } => "refused",
+        }
+    }
+}
+
+/// A peer's bytes, shortened and escaped so they cannot flood a log line or an ERROR column.
+fn quote(line: &str) -> String {
+    const SHOWN: usize = 40;
+    let shown: String = line.chars().take(SHOWN).collect();
+    let more = if line.chars().count() > SHOWN {
+        "..."
+    } else {
+        ""
+    };
+    format!("{shown:?}{more}")
 }
 
 impl Link {
@@ -167,7 +198,7 @@ impl Link {
     /// The thread's body: sessions with gcsd, reconnecting with backoff, until stopped.
     pub fn run(&self, server: &dyn Server) {
         let mut backoff = Duration::from_millis(100);
-        let mut reported: Option<String> = None;
+        let mut reported: Option<&'static str> = None;
         while !self.stopping() {
             let result = self.session(server);
             self.stats.connected.store(false, Ordering::Relaxed);
@@ -179,10 +210,11 @@ impl Link {
                 return;
             }
             self.stats.reconnects.fetch_add(1, Ordering::Relaxed);
-            // One log line per distinct problem, not one per retry.
-            if reported.as_deref() != Some(message.as_str()) {
+            // One log line per kind of problem, not one per retry (a peer sending junk would
+            // otherwise get a new line for each new junk).
+            if reported != Some(e.kind()) {
                 server.log(LogLevel::Warning, &format!("{message}; retrying"));
-                reported = Some(message);
+                reported = Some(e.kind());
             }
             self.sleep(backoff);
             backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -323,8 +355,13 @@ impl Link {
         }
     }
 
+    /// An acknowledged heartbeat vouches for the list we have, but only once one has arrived:
+    /// until then, no list is not an empty list.
     fn confirm(&self) {
         let mut snap = self.snapshot.write();
+        if snap.confirmed.is_none() {
+            return;
+        }
         let mut fresh = (**snap).clone();
         fresh.confirmed = Some(Instant::now());
         *snap = Arc::new(fresh);
@@ -399,9 +436,8 @@ impl Conn {
         match self.lines.next_line() {
             None => Ok(None),
             Some(Ok(bytes)) => Ok(Some(String::from_utf8_lossy(&bytes).into_owned())),
-            Some(Err(too_long)) => Err(LinkError::Garbage {
+            Some(Err(_)) => Err(LinkError::LineTooLong {
                 addr: self.addr.clone(),
-                line: too_long.to_string(),
             }),
         }
     }
