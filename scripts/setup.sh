@@ -10,6 +10,8 @@ packages=(
   iproute2 iptables
   # the demo and scripts
   curl ca-certificates
+  # benchmarks (bench/)
+  sysbench
 )
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -17,8 +17,9 @@ use std::time::Instant;
 use parking_lot::Mutex;
 use proto::Role;
 
+use isis2d::link::Snapshot;
 use isis2d::link::{LogLevel, Server};
-use isis2d::table::Row;
+use isis2d::table::{self, Row};
 
 /// Runs an entry point's body; a panic becomes `on_panic` (and a line in the error log).
 fn guarded<T>(on_panic: T, body: impl FnOnce() -> T) -> T {
@@ -152,6 +153,7 @@ fn isis2d_deinit() -> c_int {
     let Some(Running { link, thread }) = RUNNING.lock().take() else {
         return 0;
     };
+    *PREPARED.lock() = None;
     link.stop();
     // Time for the goodbye (heartbeat stopping, leave); then cut any blocked socket short.
     let mut thread = match thread.join_within(std::time::Duration::from_millis(600)) {
@@ -180,51 +182,106 @@ fn isis2is_init(schema_table: *mut c_void) -> c_int {
     unsafe { gcs_shim_isis2is_init(schema_table) }
 }
 
-/// Called by the shim's fill function, on the client's thread: copies the snapshot into rows.
+/// Rows ready for the shim: C strings made once per snapshot, not once per SELECT.
+struct Prepared {
+    /// What they were made from; a new snapshot (or a change of problem) makes new rows.
+    snapshot: Option<Arc<Snapshot>>,
+    problem: Option<(u32, String)>,
+    rows: Vec<PreparedRow>,
+}
+
+struct PreparedRow {
+    /// error, member, host, port, status, role, last update; `None` is SQL NULL.
+    texts: [Option<CString>; 7],
+    errno: u32,
+    ttl: i64,
+}
+
+impl PreparedRow {
+    fn new(row: Row) -> Self {
+        let text =
+            |s: Option<String>| s.map(|s| CString::new(s.replace('\0', " ")).unwrap_or_default());
+        PreparedRow {
+            errno: row.errno,
+            ttl: row.ttl.map_or(-1, i64::from),
+            texts: [
+                text(row.error),
+                text(row.member),
+                text(row.host),
+                text(row.port),
+                text(row.status),
+                text(row.role),
+                text(row.last_update),
+            ],
+        }
+    }
+
+    /// The row as the shim takes it; borrows `self`'s strings.
+    fn as_gcs_row(&self) -> GcsRow {
+        let ptr = |i: usize| self.texts[i].as_ref().map_or(null(), |c| c.as_ptr());
+        GcsRow {
+            error: ptr(0),
+            errnum: self.errno,
+            member: ptr(1),
+            host: ptr(2),
+            port: ptr(3),
+            status: ptr(4),
+            role: ptr(5),
+            ttl: self.ttl,
+            last_update: ptr(6),
+        }
+    }
+}
+
+/// The newest prepared rows. The lock is held only to clone or replace the `Arc`.
+static PREPARED: Mutex<Option<Arc<Prepared>>> = parking_lot::const_mutex(None);
+
+fn prepared_rows() -> Arc<Prepared> {
+    let Some(link) = current_link() else {
+        return Arc::new(Prepared {
+            snapshot: None,
+            problem: None,
+            rows: table::no_daemon()
+                .into_iter()
+                .map(PreparedRow::new)
+                .collect(),
+        });
+    };
+    let snapshot = link.snapshot();
+    let problem = table::problem(&link, &snapshot, Instant::now());
+    if let Some(p) = PREPARED.lock().clone() {
+        if p.snapshot
+            .as_ref()
+            .is_some_and(|s| Arc::ptr_eq(s, &snapshot))
+            && p.problem == problem
+        {
+            return p;
+        }
+    }
+    let rows = table::rows_with(&snapshot, problem.clone());
+    let prepared = Arc::new(Prepared {
+        snapshot: Some(snapshot),
+        problem,
+        rows: rows.into_iter().map(PreparedRow::new).collect(),
+    });
+    *PREPARED.lock() = Some(prepared.clone());
+    prepared
+}
+
+/// Called by the shim's fill function, on the client's thread: hands it the prepared rows.
 #[no_mangle]
 pub unsafe extern "C" fn gcs_isis2is_rows(ctx: *mut c_void, emit: Option<EmitFn>) -> c_int {
     guarded(1, || {
         let Some(emit) = emit else { return 1 };
-        let link = current_link();
-        let rows = isis2d::table::rows(link.as_deref(), Instant::now());
-        for row in rows {
-            let result = emit_row(&row, |r| {
-                // SAFETY: `r` and the strings it points to live until emit returns; the shim
-                // copies them into the table.
-                unsafe { emit(ctx, r) }
-            });
+        for row in &prepared_rows().rows {
+            let gcs_row = row.as_gcs_row();
+            // SAFETY: `gcs_row` and the strings it points to live until emit returns; the
+            // shim copies them into the table.
+            let result = unsafe { emit(ctx, &gcs_row) };
             if result != 0 {
                 return result;
             }
         }
         0
-    })
-}
-
-fn emit_row(row: &Row, emit: impl FnOnce(&GcsRow) -> c_int) -> c_int {
-    let text = |s: &Option<String>| {
-        s.as_deref()
-            .map(|s| CString::new(s.replace('\0', " ")).unwrap_or_default())
-    };
-    let owned = [
-        text(&row.error),
-        text(&row.member),
-        text(&row.host),
-        text(&row.port),
-        text(&row.status),
-        text(&row.role),
-        text(&row.last_update),
-    ];
-    let ptr = |i: usize| owned[i].as_ref().map_or(null(), |c| c.as_ptr());
-    emit(&GcsRow {
-        error: ptr(0),
-        errnum: row.errno,
-        member: ptr(1),
-        host: ptr(2),
-        port: ptr(3),
-        status: ptr(4),
-        role: ptr(5),
-        ttl: row.ttl.map_or(-1, i64::from),
-        last_update: ptr(6),
     })
 }

@@ -445,7 +445,14 @@ impl Conn {
     /// Reads what is there into the line buffer; a timeout is an error (gcsd is too slow).
     fn fill(&mut self) -> Result<(), LinkError> {
         let mut buf = [0u8; 4096];
-        match self.stream.read(&mut buf) {
+        // A signal (a debugger attaching, say) interrupts the read; that is no error.
+        let read = loop {
+            match self.stream.read(&mut buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                other => break other,
+            }
+        };
+        match read {
             Ok(0) => Err(LinkError::Closed {
                 addr: self.addr.clone(),
             }),

@@ -47,26 +47,25 @@ impl Row {
     }
 }
 
-/// The rows to show, given the link (none when isis2d is not installed).
-pub fn rows(link: Option<&Link>, now: Instant) -> Vec<Row> {
-    let Some(link) = link else {
-        return vec![Row::error_only(
-            errno::NO_DAEMON,
-            "You must install the isis2d daemon plugin first.".into(),
-        )];
-    };
-    let snap = link.snapshot();
+/// The one row shown while isis2d is not installed.
+pub fn no_daemon() -> Vec<Row> {
+    vec![Row::error_only(
+        errno::NO_DAEMON,
+        "You must install the isis2d daemon plugin first.".into(),
+    )]
+}
+
+/// What is wrong with the link's snapshot `snap` at `now`, if anything: (errno, text).
+pub fn problem(link: &Link, snap: &Snapshot, now: Instant) -> Option<(u32, String)> {
     let connected = link
         .stats
         .connected
         .load(std::sync::atomic::Ordering::Relaxed);
     let last_error = link.stats.last_error.lock().clone();
-    let problem = problem(&snap, connected, &last_error, link.settings.heartbeat, now);
-    rows_with(&snap, problem)
+    assess(snap, connected, &last_error, link.settings.heartbeat, now)
 }
 
-/// What is wrong with the snapshot, if anything: (errno, text).
-fn problem(
+fn assess(
     snap: &Snapshot,
     connected: bool,
     last_error: &str,
@@ -102,7 +101,8 @@ fn problem(
     }
 }
 
-fn rows_with(snap: &Snapshot, problem: Option<(u32, String)>) -> Vec<Row> {
+/// The rows for `snap`, each carrying `problem` if there is one.
+pub fn rows_with(snap: &Snapshot, problem: Option<(u32, String)>) -> Vec<Row> {
     if snap.rows.is_empty() {
         return problem
             .map(|(errno, error)| vec![Row::error_only(errno, error)])
@@ -157,7 +157,7 @@ mod tests {
     fn healthy_rows_have_no_error() {
         let now = Instant::now();
         let s = snap(2, None, Some(now));
-        let rows = rows_with(&s, problem(&s, true, "", HB, now));
+        let rows = rows_with(&s, assess(&s, true, "", HB, now));
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0].errno, 0);
         assert_eq!(rows[0].error, None);
@@ -200,7 +200,7 @@ mod tests {
         for (s, connected, want_errno, want_text) in cases {
             let rows = rows_with(
                 &s,
-                problem(&s, connected, "cannot reach gcsd at x: refused", HB, now),
+                assess(&s, connected, "cannot reach gcsd at x: refused", HB, now),
             );
             assert_eq!(rows.len(), s.rows.len().max(1));
             for r in &rows {
@@ -212,9 +212,8 @@ mod tests {
 
     #[test]
     fn without_the_daemon_plugin_one_row_says_so() {
-        let rows = rows(None, Instant::now());
         assert_eq!(
-            rows,
+            no_daemon(),
             vec![Row::error_only(
                 1000,
                 "You must install the isis2d daemon plugin first.".into()

@@ -160,14 +160,22 @@ fn get_meta<T: DeserializeOwned>(db: &Database, key: &str) -> StorageResult<Opti
         .map_err(read_error)
 }
 
+/// Runs a write transaction (which fsyncs) off the async workers: with two workers, a slow disk
+/// would otherwise stall the plugin port and the Raft heartbeats for as long as the fsync takes.
+fn durably<T>(write: impl FnOnce() -> T) -> T {
+    tokio::task::block_in_place(write)
+}
+
 fn put_meta<T: Serialize>(db: &Database, key: &str, value: &T) -> StorageResult<()> {
     let bytes = serde_json::to_vec(value).map_err(write_error)?;
-    let txn = db.begin_write().map_err(write_error)?;
-    txn.open_table(META)
-        .map_err(write_error)?
-        .insert(key, bytes.as_slice())
-        .map_err(write_error)?;
-    txn.commit().map_err(write_error)
+    durably(|| {
+        let txn = db.begin_write().map_err(write_error)?;
+        txn.open_table(META)
+            .map_err(write_error)?
+            .insert(key, bytes.as_slice())
+            .map_err(write_error)?;
+        txn.commit().map_err(write_error)
+    })
 }
 
 /// The Raft log and vote. Every append is fsynced (redb's default durability) before openraft
@@ -194,12 +202,14 @@ impl LogStore {
 
     /// Deletes the entries whose index is in `range`.
     fn delete(&self, range: impl RangeBounds<u64>) -> StorageResult<()> {
-        let txn = self.db.begin_write().map_err(write_error)?;
-        {
-            let mut table = txn.open_table(LOG).map_err(write_error)?;
-            table.retain_in(range, |_, _| false).map_err(write_error)?;
-        }
-        txn.commit().map_err(write_error)
+        durably(|| {
+            let txn = self.db.begin_write().map_err(write_error)?;
+            {
+                let mut table = txn.open_table(LOG).map_err(write_error)?;
+                table.retain_in(range, |_, _| false).map_err(write_error)?;
+            }
+            txn.commit().map_err(write_error)
+        })
     }
 }
 
@@ -262,18 +272,23 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let txn = self.db.begin_write().map_err(write_error)?;
-        {
-            let mut table = txn.open_table(LOG).map_err(write_error)?;
-            for entry in entries {
-                let bytes = serde_json::to_vec(&entry).map_err(write_error)?;
-                table
-                    .insert(entry.log_id.index, bytes.as_slice())
-                    .map_err(write_error)?;
+        let encoded = entries
+            .into_iter()
+            .map(|e| Ok((e.log_id.index, serde_json::to_vec(&e).map_err(write_error)?)))
+            .collect::<StorageResult<Vec<_>>>()?;
+        let committed = durably(|| {
+            let txn = self.db.begin_write()?;
+            {
+                let mut table = txn.open_table(LOG)?;
+                for (index, bytes) in &encoded {
+                    table.insert(*index, bytes.as_slice())?;
+                }
             }
-        }
-        // redb's default durability fsyncs on commit, so the flush is done when commit returns.
-        match txn.commit() {
+            // redb's default durability fsyncs on commit: the flush is done when it returns.
+            txn.commit()?;
+            Ok::<_, redb::Error>(())
+        });
+        match committed {
             Ok(()) => {
                 callback.log_io_completed(Ok(()));
                 Ok(())
