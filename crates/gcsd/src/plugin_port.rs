@@ -186,14 +186,22 @@ impl PluginPort {
         mut writer: OwnedWriteHalf,
     ) -> std::io::Result<()> {
         let mut lists = self.group.serverlist();
+        lists.borrow_and_update();
         let mut sink = [0u8; 1024];
+        // The first list is the current one (the published copy may lag by a tick); after that
+        // each published change, except one that equals what this subscriber already has.
+        let mut view = self.group.current_serverlist();
+        let mut sent: Option<ServerListView> = None;
         loop {
-            let view = lists.borrow_and_update().clone();
-            send(&mut writer, &block(&view)).await?;
+            if sent.as_ref() != Some(&view) {
+                send(&mut writer, &block(&view)).await?;
+                sent = Some(view);
+            }
             loop {
                 tokio::select! {
                     changed = lists.changed() => {
                         if changed.is_err() { return Ok(()); }
+                        view = (**lists.borrow_and_update()).clone();
                         break;
                     }
                     read = reader.read(&mut sink) => {
