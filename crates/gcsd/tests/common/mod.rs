@@ -34,12 +34,22 @@ pub fn gcsd_binary() -> PathBuf {
     path
 }
 
-/// A free port on 127.0.0.1 (bound, then released for the daemon to take).
+/// A free port on 127.0.0.1 (bound, then released for the daemon to take). The kernel may
+/// hand a released port out again, so this process never gives the same port twice: parallel
+/// tests would otherwise start two daemons on one port.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind an ephemeral port")
-        .port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap();
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("bind an ephemeral port")
+            .port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// Polls `f` until it returns `Some`, or panics naming `what` after `timeout`.
@@ -76,19 +86,29 @@ pub struct Gcsd {
 impl Gcsd {
     /// A member on loopback with fresh ports; not started yet.
     pub fn new(id: u64) -> Self {
-        let ip = "127.0.0.1".to_owned();
-        let addr = |p: u16| format!("{ip}:{p}").parse().unwrap();
+        Self::at(
+            id,
+            "127.0.0.1",
+            [free_port(), free_port(), free_port()],
+            None,
+        )
+    }
+
+    /// A member listening on `ip` with plugin, group and admin `ports`, optionally inside a
+    /// network namespace; not started yet.
+    fn at(id: u64, ip: &str, ports: [u16; 3], netns: Option<String>) -> Self {
+        let addr = |p: u16| format!("{ip}:{p}").parse().expect("an IPv4 address");
         Self {
             id,
             dir: tempfile::Builder::new()
                 .prefix("gcsd-test-")
                 .tempdir()
                 .unwrap(),
-            plugin: addr(free_port()),
-            group: addr(free_port()),
-            admin: addr(free_port()),
-            ip,
-            netns: None,
+            ip: ip.to_owned(),
+            plugin: addr(ports[0]),
+            group: addr(ports[1]),
+            admin: addr(ports[2]),
+            netns,
             join: None,
             extra_config: String::new(),
             child: None,
@@ -368,22 +388,7 @@ impl Gcsd {
     /// A member that runs inside network namespace `ns` and listens on `ip` there, with fixed
     /// ports (each namespace has its own port space): plugin 2200, group 2300, admin 2280.
     pub fn in_netns(id: u64, ns: &str, ip: &str) -> Self {
-        let addr = |p: u16| format!("{ip}:{p}").parse().expect("an IPv4 address");
-        Self {
-            id,
-            dir: tempfile::Builder::new()
-                .prefix("gcsd-test-")
-                .tempdir()
-                .unwrap(),
-            ip: ip.to_owned(),
-            plugin: addr(2200),
-            group: addr(2300),
-            admin: addr(2280),
-            netns: Some(ns.to_owned()),
-            join: None,
-            extra_config: String::new(),
-            child: None,
-        }
+        Self::at(id, ip, [2200, 2300, 2280], Some(ns.to_owned()))
     }
 }
 
