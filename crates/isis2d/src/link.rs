@@ -139,8 +139,7 @@ impl LinkError {
             LinkError::Connect { .. } => "connect",
             LinkError::Io { .. } => "io",
             LinkError::Closed { .. } => "closed",
-            LinkError::Garbage { .. } => "garbage",
-            LinkError::LineTooLong { .. } => "line too long",
+            LinkError::Garbage { .. } | LinkError::LineTooLong { .. } => "not the protocol",
             LinkError::Refused { .. } => "refused",
         }
     }
@@ -198,10 +197,13 @@ impl Link {
     /// The thread's body: sessions with gcsd, reconnecting with backoff, until stopped.
     pub fn run(&self, server: &dyn Server) {
         let mut backoff = Duration::from_millis(100);
-        let mut reported: Option<&'static str> = None;
+        // The kinds of problem logged since the link was last up.
+        let mut reported: Vec<&'static str> = Vec::new();
         while !self.stopping() {
             let result = self.session(server);
-            self.stats.connected.store(false, Ordering::Relaxed);
+            if self.stats.connected.swap(false, Ordering::Relaxed) {
+                reported.clear();
+            }
             self.sockets.lock().clear();
             let Err(e) = result else { return };
             let message = e.to_string();
@@ -212,9 +214,9 @@ impl Link {
             self.stats.reconnects.fetch_add(1, Ordering::Relaxed);
             // One log line per kind of problem, not one per retry (a peer sending junk would
             // otherwise get a new line for each new junk).
-            if reported != Some(e.kind()) {
+            if !reported.contains(&e.kind()) {
                 server.log(LogLevel::Warning, &format!("{message}; retrying"));
-                reported = Some(e.kind());
+                reported.push(e.kind());
             }
             self.sleep(backoff);
             backoff = (backoff * 2).min(MAX_BACKOFF);
