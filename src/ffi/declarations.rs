@@ -86,17 +86,17 @@ static mut SYSVAR_MYSQL_PORT: UintSysVar = UintSysVar {
     max_val: 65535,
     blk_sz: 0,
 };
-const ROLE_NAMES: [*const c_char; 4] = [
+static mut ROLE_NAMES: [*const c_char; 4] = [
     c"master".as_ptr(),
     c"slave".as_ptr(),
     c"standalone".as_ptr(),
     null(),
 ];
-static mut ROLE_NAMES_STORAGE: [*const c_char; 4] = ROLE_NAMES;
+
 static mut ROLE_TYPELIB: TypeLib = TypeLib {
     count: 3,
     name: c"isis2d_mysql_role".as_ptr(),
-    type_names: &raw const ROLE_NAMES_STORAGE as *const *const c_char,
+    type_names: &raw const ROLE_NAMES as *const *const c_char,
     type_lengths: null(),
 };
 static mut SYSVAR_ROLE: EnumSysVar = EnumSysVar {
@@ -259,7 +259,7 @@ status_vars! {
 /// Milliseconds since gcsd last confirmed the list (0 when none yet or not installed).
 fn serverlist_age_ms() -> u64 {
     super::current_link()
-        .and_then(|l| l.snapshot().confirmed)
+        .and_then(|l| l.confirmed())
         .map_or(0, |t| t.elapsed().as_millis() as u64)
 }
 

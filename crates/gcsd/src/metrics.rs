@@ -29,9 +29,8 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("gcsd");
-        let m = Self {
-            registry: Registry::default(),
+        let mut m = Self {
+            registry: Registry::with_prefix("gcsd"),
             proposals: Family::default(),
             commit_seconds: Histogram::new(exponential_buckets(0.0002, 2.0, 14)),
             plugin_commands: Family::default(),
@@ -44,50 +43,53 @@ impl Metrics {
             members: Family::default(),
             servers: Gauge::default(),
         };
-        registry.register(
+        m.registry.register(
             "proposals",
             "Changes proposed to the group, by result",
             m.proposals.clone(),
         );
-        registry.register(
+        m.registry.register(
             "commit_seconds",
             "Time from proposal to commit",
             m.commit_seconds.clone(),
         );
-        registry.register(
+        m.registry.register(
             "plugin_commands",
             "Plugin-port commands served, by command",
             m.plugin_commands.clone(),
         );
-        registry.register(
+        m.registry.register(
             "plugin_connections",
             "Open plugin-port connections",
             m.plugin_connections.clone(),
         );
-        registry.register(
+        m.registry.register(
             "plugin_refused",
             "Plugin-port connections refused over the limit",
             m.plugin_refused.clone(),
         );
-        registry.register(
+        m.registry.register(
             "is_leader",
             "1 if this member is the Raft leader",
             m.is_leader.clone(),
         );
-        registry.register("quorum", "1 if this member can commit", m.quorum.clone());
-        registry.register("raft_term", "Current Raft term", m.term.clone());
-        registry.register(
+        m.registry
+            .register("quorum", "1 if this member can commit", m.quorum.clone());
+        m.registry
+            .register("raft_term", "Current Raft term", m.term.clone());
+        m.registry.register(
             "last_applied_index",
             "Index of the last applied log entry",
             m.last_applied.clone(),
         );
-        registry.register(
+        m.registry.register(
             "members",
             "Members in the view, by state",
             m.members.clone(),
         );
-        registry.register("servers", "Servers in the serverlist", m.servers.clone());
-        Self { registry, ..m }
+        m.registry
+            .register("servers", "Servers in the serverlist", m.servers.clone());
+        m
     }
 
     pub fn proposal(&self, result: &'static str) {

@@ -88,9 +88,6 @@ pub struct Snapshot {
     pub rows: Vec<ServerRow>,
     /// gcsd's own warning about the list (errno 7: it has no quorum), if any.
     pub gcsd_warning: Option<String>,
-    /// When gcsd last confirmed the link (a pushed list or an acknowledged heartbeat); none
-    /// before the first.
-    pub confirmed: Option<Instant>,
 }
 
 /// Shared by the link thread, the table and the status variables.
@@ -99,6 +96,9 @@ pub struct Link {
     pub stats: &'static Stats,
     stop: AtomicBool,
     snapshot: RwLock<Arc<Snapshot>>,
+    /// When gcsd last vouched for the list (a pushed list or an acknowledged heartbeat); none
+    /// before the first list. Kept apart from the snapshot, which changes only with the list.
+    confirmed: Mutex<Option<Instant>>,
     /// Clones of the open sockets, so `stop` can cut a blocked operation short.
     sockets: Mutex<Vec<TcpStream>>,
 }
@@ -167,8 +167,8 @@ impl Link {
             snapshot: RwLock::new(Arc::new(Snapshot {
                 rows: Vec::new(),
                 gcsd_warning: None,
-                confirmed: None,
             })),
+            confirmed: Mutex::new(None),
             sockets: Mutex::new(Vec::new()),
         })
     }
@@ -176,6 +176,10 @@ impl Link {
     /// The newest snapshot. The lock is held only to clone an `Arc`.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshot.read().clone()
+    }
+
+    pub fn confirmed(&self) -> Option<Instant> {
+        *self.confirmed.lock()
     }
 
     pub fn stopping(&self) -> bool {
@@ -278,12 +282,10 @@ impl Link {
             status,
             role,
         };
-        let mut status = self.status(server);
-        self.expect_ok(cmd.request(&join(status, role))?, &join(status, role))?;
+        cmd.request_ok(&join(self.status(server), role))?;
 
         let mut sub = self.connect()?;
-        let subscribe = sub.request(&Command::Subscribe)?;
-        self.expect_ok(subscribe, &Command::Subscribe)?;
+        sub.request_ok(&Command::Subscribe)?;
         sub.stream
             .set_read_timeout(Some(POLL))
             .map_err(|source| cmd.io(source))?;
@@ -313,8 +315,8 @@ impl Link {
                     *self.snapshot.write() = Arc::new(Snapshot {
                         rows: list.rows,
                         gcsd_warning,
-                        confirmed: Some(Instant::now()),
                     });
+                    *self.confirmed.lock() = Some(Instant::now());
                 }
             }
             if Instant::now() < next_heartbeat {
@@ -332,7 +334,6 @@ impl Link {
                     status: new_status,
                 }
             };
-            status = new_status;
             self.stats.heartbeats_sent.fetch_add(1, Ordering::Relaxed);
             let reply = cmd.request(&beat).inspect_err(|_| {
                 self.stats.heartbeats_failed.fetch_add(1, Ordering::Relaxed);
@@ -340,10 +341,7 @@ impl Link {
             match reply.errno {
                 Errno::Ok => self.confirm(),
                 // gcsd restarted (or expired us): register again.
-                Errno::UnknownServer => {
-                    let again = join(status, role);
-                    self.expect_ok(cmd.request(&again)?, &again)?;
-                }
+                Errno::UnknownServer => cmd.request_ok(&join(new_status, role))?,
                 // gcsd is up but its group cannot commit: the list says so; keep beating.
                 Errno::NoQuorum => {
                     self.stats.heartbeats_failed.fetch_add(1, Ordering::Relaxed);
@@ -360,23 +358,9 @@ impl Link {
     /// An acknowledged heartbeat vouches for the list we have, but only once one has arrived:
     /// until then, no list is not an empty list.
     fn confirm(&self) {
-        let mut snap = self.snapshot.write();
-        if snap.confirmed.is_none() {
-            return;
-        }
-        let mut fresh = (**snap).clone();
-        fresh.confirmed = Some(Instant::now());
-        *snap = Arc::new(fresh);
-    }
-
-    fn expect_ok(&self, reply: Reply, command: &Command) -> Result<(), LinkError> {
-        match reply.errno {
-            Errno::Ok => Ok(()),
-            _ => Err(LinkError::Refused {
-                addr: self.settings.daemon.clone(),
-                command: command.to_line().trim_end().to_owned(),
-                reply: reply.to_line().trim_end().to_owned(),
-            }),
+        let mut confirmed = self.confirmed.lock();
+        if confirmed.is_some() {
+            *confirmed = Some(Instant::now());
         }
     }
 
@@ -415,6 +399,15 @@ impl Conn {
             addr: self.addr.clone(),
             command: command.to_line().trim_end().to_owned(),
             reply: reply.to_line().trim_end().to_owned(),
+        }
+    }
+
+    /// Sends one command that must be answered `0`.
+    fn request_ok(&mut self, command: &Command) -> Result<(), LinkError> {
+        let reply = self.request(command)?;
+        match reply.errno {
+            Errno::Ok => Ok(()),
+            _ => Err(self.refused(command, &reply)),
         }
     }
 

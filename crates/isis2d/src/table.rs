@@ -62,17 +62,26 @@ pub fn problem(link: &Link, snap: &Snapshot, now: Instant) -> Option<(u32, Strin
         .connected
         .load(std::sync::atomic::Ordering::Relaxed);
     let last_error = link.stats.last_error.lock().clone();
-    assess(snap, connected, &last_error, link.settings.heartbeat, now)
+    assess(
+        snap,
+        link.confirmed(),
+        connected,
+        &last_error,
+        link.settings.heartbeat,
+        now,
+    )
 }
 
+/// `confirmed`: when gcsd last vouched for the list (none before the first list arrived).
 fn assess(
     snap: &Snapshot,
+    confirmed: Option<Instant>,
     connected: bool,
     last_error: &str,
     heartbeat: Duration,
     now: Instant,
 ) -> Option<(u32, String)> {
-    let age = snap.confirmed.map(|t| now.saturating_duration_since(t));
+    let age = confirmed.map(|t| now.saturating_duration_since(t));
     let as_of = match age {
         Some(age) => format!("the list is from {:.1} s ago", age.as_secs_f64()),
         None => "no list received yet".into(),
@@ -133,8 +142,12 @@ mod tests {
     use super::*;
     use proto::{Role, ServerKey, ServerRow, Status};
 
-    fn snap(rows: usize, warning: Option<&str>, confirmed: Option<Instant>) -> Snapshot {
-        Snapshot {
+    fn snap(
+        rows: usize,
+        warning: Option<&str>,
+        confirmed: Option<Instant>,
+    ) -> (Snapshot, Option<Instant>) {
+        let snap = Snapshot {
             rows: (0..rows)
                 .map(|i| ServerRow {
                     member: "gcsd1".into(),
@@ -147,8 +160,8 @@ mod tests {
                 })
                 .collect(),
             gcsd_warning: warning.map(str::to_owned),
-            confirmed,
-        }
+        };
+        (snap, confirmed)
     }
 
     const HB: Duration = Duration::from_secs(1);
@@ -156,8 +169,8 @@ mod tests {
     #[test]
     fn healthy_rows_have_no_error() {
         let now = Instant::now();
-        let s = snap(2, None, Some(now));
-        let rows = rows_with(&s, assess(&s, true, "", HB, now));
+        let (s, confirmed) = snap(2, None, Some(now));
+        let rows = rows_with(&s, assess(&s, confirmed, true, "", HB, now));
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0].errno, 0);
         assert_eq!(rows[0].error, None);
@@ -197,10 +210,17 @@ mod tests {
                 "no list received yet",
             ),
         ];
-        for (s, connected, want_errno, want_text) in cases {
+        for ((s, confirmed), connected, want_errno, want_text) in cases {
             let rows = rows_with(
                 &s,
-                assess(&s, connected, "cannot reach gcsd at x: refused", HB, now),
+                assess(
+                    &s,
+                    confirmed,
+                    connected,
+                    "cannot reach gcsd at x: refused",
+                    HB,
+                    now,
+                ),
             );
             assert_eq!(rows.len(), s.rows.len().max(1));
             for r in &rows {
