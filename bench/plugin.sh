@@ -20,7 +20,7 @@
 #                           ISIS2IS run, in ABBA order
 #   BENCH_SLAP_QUERIES=150000 queries per mariadb-slap run (all clients together)
 #   BENCH_SLAP_CONCURRENCY=8
-#   BENCH_SB_PAIRS=8        sysbench (without, with) pairs
+#   BENCH_SB_PAIRS=8        sysbench (without, with) pairs; 0 skips part 2
 #   BENCH_SB_TIME=10        seconds per sysbench run (each after a 3 s unrecorded warm-up);
 #                           many short pairs rather than a few long ones, as the noise on a
 #                           shared machine comes in bursts of seconds
@@ -286,55 +286,74 @@ echo "gcsd (pid $gcsd_pid), mariadbd with the plugins (pid $mysqld_pid), 2 fake 
 
 # ---- 1. ISIS2IS against ENGINES ----
 
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 com_select() { sql "SELECT VARIABLE_VALUE FROM INFORMATION_SCHEMA.GLOBAL_STATUS WHERE VARIABLE_NAME = 'COM_SELECT'"; }
 
 # mariadb-slap exits 0 even when its clients cannot connect (they retry once a second and the
 # run "takes" 1 s), so each run is checked: no error in its output, and the server's Com_select
 # grew by the number of queries (plus this check's own query).
-slap_qps() { # table: one mariadb-slap run, prints queries/s
-  local out secs before after
+slap_run() { # table: one mariadb-slap run; prints "queries/s mariadbd-CPU-us-per-query"
+  local out secs before after m0 m1
   before=$(com_select)
+  m0=$(cpu_ticks "$mysqld_pid")
   out=$(slap "SELECT * FROM INFORMATION_SCHEMA.$1" 2>&1) || { echo "$out" >&2; die "mariadb-slap failed"; }
+  m1=$(cpu_ticks "$mysqld_pid")
   after=$(com_select)
   ! grep -qi error <<<"$out" || { echo "$out" >&2; die "mariadb-slap reported errors"; }
   [ $((after - before)) -ge "$slap_queries" ] \
     || die "mariadb-slap ran $((after - before)) queries, not $slap_queries"
   secs=$(awk '/Average number of seconds to run all queries/ {print $(NF-1)}' <<<"$out")
   [ -n "$secs" ] || { echo "$out" >&2; die "cannot read mariadb-slap's output"; }
-  awk -v n="$slap_queries" -v s="$secs" 'BEGIN { printf "%.0f", n / s }'
+  awk -v n="$slap_queries" -v s="$secs" -v a="$m0" -v b="$m1" -v hz="$hz" \
+    'BEGIN { printf "%.0f %.1f", n / s, (b - a) / hz / n * 1e6 }'
 }
 
+min_max() { printf '%s\n' "$@" | sort -g | sed -n '1p;$p' | paste -sd-; }
+
+# results[servers/table] = "median-q/s median-ratio-to-ENGINES min-max median-us-CPU-per-query"
 declare -A slap_result slap_reconnects
 reconnects() { sql "SELECT VARIABLE_VALUE FROM INFORMATION_SCHEMA.GLOBAL_STATUS WHERE VARIABLE_NAME = 'ISIS2D_RECONNECTS'"; }
-slap_series() { # servers
-  local n=$1 rep e i e_all=() i_all=() r_all=()
-  slap_qps ENGINES >/dev/null
-  slap_qps ISIS2IS >/dev/null # warm-up, not recorded
+slap_series() { # servers table...: ENGINES and the tables, in ABBA order, slap_reps times
+  local n=$1 rep t order qps cpu line
+  shift
+  local tables=(ENGINES "$@")
+  declare -A q_all=() c_all=() r_all=() this=()
+  for t in "${tables[@]}"; do slap_run "$t" >/dev/null; done # warm-up, not recorded
   for ((rep = 1; rep <= slap_reps; rep++)); do
-    if ((rep % 2)); then
-      e=$(slap_qps ENGINES); i=$(slap_qps ISIS2IS)
-    else
-      i=$(slap_qps ISIS2IS); e=$(slap_qps ENGINES)
-    fi
-    e_all+=("$e"); i_all+=("$i"); r_all+=("$(ratio "$i" "$e")")
-    printf '  %2d servers, rep %d: ENGINES %6d q/s  ISIS2IS %6d q/s  ratio %s\n' "$n" "$rep" "$e" "$i" "$(ratio "$i" "$e")"
+    order=("${tables[@]}")
+    ((rep % 2)) || for ((t = 0; t < ${#tables[@]}; t++)); do order[t]=${tables[-1 - t]}; done
+    for t in "${order[@]}"; do
+      read -r qps cpu <<<"$(slap_run "$t")"
+      this[$t]=$qps; q_all[$t]+="$qps "; c_all[$t]+="$cpu "
+    done
+    line=$(printf '  %2d servers, rep %d: ENGINES %6d q/s' "$n" "$rep" "${this[ENGINES]}")
+    for t in "$@"; do
+      r_all[$t]+="$(ratio "${this[$t]}" "${this[ENGINES]}") "
+      line+=$(printf '  %s %6d q/s (%s)' "$t" "${this[$t]}" "$(ratio "${this[$t]}" "${this[ENGINES]}")")
+    done
+    echo "$line"
   done
   wait_for_list "$n" 1 || echo "  (the list was not intact after the runs: see the gcsd stalls below)"
   slap_reconnects[$n]=$(reconnects)
   echo "  isis2d reconnects so far (since mariadbd started): ${slap_reconnects[$n]}"
-  slap_result[$n]="$(median "${e_all[@]}") $(median "${i_all[@]}") $(median "${r_all[@]}") $(printf '%s\n' "${r_all[@]}" | sort -g | head -n1) $(printf '%s\n' "${r_all[@]}" | sort -g | tail -n1)"
+  for t in "${tables[@]}"; do
+    # shellcheck disable=SC2086 # the lists are numbers separated by spaces
+    slap_result[$n/$t]="$(median ${q_all[$t]}) $(median ${r_all[$t]:-1}) $(min_max ${r_all[$t]:-1}) $(median ${c_all[$t]})"
+  done
 }
 
+hz=$(getconf CLK_TCK)
+sb_reconnects=0
 sql "CREATE DATABASE slapbench"
 echo "== 1. SELECT * FROM INFORMATION_SCHEMA.ISIS2IS vs ENGINES (mariadb-slap, concurrency $slap_conc, $slap_queries queries per run, ABBA)"
-slap_series 3
+echo "  rows: ENGINES $(sql "SELECT COUNT(*) FROM INFORMATION_SCHEMA.ENGINES"), CHARACTER_SETS $(sql "SELECT COUNT(*) FROM INFORMATION_SCHEMA.CHARACTER_SETS"), USER_PRIVILEGES $(sql "SELECT COUNT(*) FROM INFORMATION_SCHEMA.USER_PRIVILEGES") (the server's own tables, for reference)"
+slap_series 3 ISIS2IS
 add_fakes 3 29
 wait_for_list 30 || die "the serverlist is not as expected"
-slap_series 30
+slap_series 30 ISIS2IS CHARACTER_SETS USER_PRIVILEGES
 
 # ---- 2. sysbench oltp_read_only without / with the plugins ----
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 # The isis2d thread of mariadbd: the only one that waits in a TCP receive (wchan wait_woken; the
 # server's own threads wait in poll or on futexes), found by sampling for 1 s on an idle server.
@@ -363,95 +382,97 @@ pct() { # ticks_before ticks_after seconds: % of one core
   awk -v a="$1" -v b="$2" -v hz="$hz" -v t="$3" 'BEGIN { printf "%.2f", (b - a) / hz / t * 100 }'
 }
 
-echo "== 2. sysbench oltp_read_only without / with the plugins ($sb_threads threads, $sb_tables x $sb_table_size rows, $sb_pairs pairs of ${sb_time} s)"
-sql "CREATE DATABASE sbtest"
-sysbench oltp_read_only "${sb_common[@]}" --threads="$sb_tables" prepare >"$work/sysbench-prepare.log" 2>&1 \
-  || { cat "$work/sysbench-prepare.log" >&2; die "sysbench prepare failed"; }
-stop_mysqld
-echo "  (gcsd and the 29 fake servers stay up in both modes; only mariadbd's options differ)"
+if [ "$sb_pairs" -gt 0 ]; then
+  echo "== 2. sysbench oltp_read_only without / with the plugins ($sb_threads threads, $sb_tables x $sb_table_size rows, $sb_pairs pairs of ${sb_time} s)"
+  sql "CREATE DATABASE sbtest"
+  sysbench oltp_read_only "${sb_common[@]}" --threads="$sb_tables" prepare >"$work/sysbench-prepare.log" 2>&1 \
+    || { cat "$work/sysbench-prepare.log" >&2; die "sysbench prepare failed"; }
+  stop_mysqld
+  echo "  (gcsd and the 29 fake servers stay up in both modes; only mariadbd's options differ)"
 
-declare -A qps_all cpuq_all idle_pct
-sb_reconnects=0
-link_ms=()
-hz=$(getconf CLK_TCK)
-pair_ratios=()
-for ((pair = 1; pair <= sb_pairs; pair++)); do
-  for mode in without with; do
-    start_mysqld "$mode"
-    if [ "$mode" = with ]; then
-      wait_for_list 30 30 || echo "  (measuring anyway: the plugin's overhead does not depend on the list being whole)"
-    fi
-    sb_run "$sb_warmup" >/dev/null
-    tid=""
-    [ "$mode" = with ] && tid=$(link_tid)
-    g0=$(cpu_ticks "$gcsd_pid"); m0=$(cpu_ticks "$mysqld_pid")
-    # On-CPU nanoseconds of that one thread (schedstat: finer than the 10 ms of stat's ticks).
-    [ -n "$tid" ] && read -r l0 _ <"/proc/$mysqld_pid/task/$tid/schedstat"
-    read -r qps queries <<<"$(sb_run "$sb_time")"
-    g1=$(cpu_ticks "$gcsd_pid"); m1=$(cpu_ticks "$mysqld_pid")
-    [ -n "$tid" ] && read -r l1 _ <"/proc/$mysqld_pid/task/$tid/schedstat"
-    # mariadbd CPU time per query (user + system, 1/CLK_TCK resolution): less sensitive than
-    # QPS to other processes taking the CPU away, though not immune (caches, frequency).
-    cpuq=$(awk -v a="$m0" -v b="$m1" -v hz="$hz" -v q="$queries" 'BEGIN { printf "%.2f", (b - a) / hz / q * 1e6 }')
-    note=""
-    if [ "$mode" = with ]; then
-      r=$(reconnects)
-      sb_reconnects=$((sb_reconnects + r))
-      [ "$r" = 0 ] || note="  isis2d reconnects since start: $r"
-      if [ -n "$tid" ]; then
-        link_ms+=("$(awk -v a="$l0" -v b="$l1" 'BEGIN { printf "%.2f", (b - a) / 1e6 }')")
-        note="  isis2d thread ${link_ms[-1]} ms CPU$note"
-      else
-        note="  (isis2d thread not identified)$note"
+  declare -A qps_all cpuq_all idle_pct
+  link_ms=()
+  pair_ratios=()
+  for ((pair = 1; pair <= sb_pairs; pair++)); do
+    for mode in without with; do
+      start_mysqld "$mode"
+      if [ "$mode" = with ]; then
+        wait_for_list 30 30 || echo "  (measuring anyway: the plugin's overhead does not depend on the list being whole)"
       fi
-    fi
-    qps_all[$mode]+="$qps "
-    cpuq_all[$mode]+="$cpuq "
-    printf '  pair %d, %-7s plugins: %9.2f QPS  mariadbd %5.2f us CPU/query (%5.1f %% of one core), gcsd %4.2f %%%s\n' \
-      "$pair" "$mode" "$qps" "$cpuq" "$(pct "$m0" "$m1" "$sb_time")" "$(pct "$g0" "$g1" "$sb_time")" "$note"
-    if [ "$pair" -eq 1 ] && [ "$idle_time" -gt 0 ]; then
-      sleep 2
-      m0=$(cpu_ticks "$mysqld_pid"); sleep "$idle_time"; m1=$(cpu_ticks "$mysqld_pid")
-      idle_pct[$mode]=$(pct "$m0" "$m1" "$idle_time")
-      printf '          %-7s plugins, idle for %d s: mariadbd %s %% of one core\n' "$mode" "$idle_time" "${idle_pct[$mode]}"
-    fi
-    stop_mysqld
+      sb_run "$sb_warmup" >/dev/null
+      tid=""
+      [ "$mode" = with ] && tid=$(link_tid)
+      g0=$(cpu_ticks "$gcsd_pid"); m0=$(cpu_ticks "$mysqld_pid")
+      # On-CPU nanoseconds of that one thread (schedstat: finer than the 10 ms of stat's ticks).
+      [ -n "$tid" ] && read -r l0 _ <"/proc/$mysqld_pid/task/$tid/schedstat"
+      read -r qps queries <<<"$(sb_run "$sb_time")"
+      g1=$(cpu_ticks "$gcsd_pid"); m1=$(cpu_ticks "$mysqld_pid")
+      [ -n "$tid" ] && read -r l1 _ <"/proc/$mysqld_pid/task/$tid/schedstat"
+      # mariadbd CPU time per query (user + system, 1/CLK_TCK resolution): less sensitive than
+      # QPS to other processes taking the CPU away, though not immune (caches, frequency).
+      cpuq=$(awk -v a="$m0" -v b="$m1" -v hz="$hz" -v q="$queries" 'BEGIN { printf "%.2f", (b - a) / hz / q * 1e6 }')
+      note=""
+      if [ "$mode" = with ]; then
+        r=$(reconnects)
+        sb_reconnects=$((sb_reconnects + r))
+        [ "$r" = 0 ] || note="  isis2d reconnects since start: $r"
+        if [ -n "$tid" ]; then
+          link_ms+=("$(awk -v a="$l0" -v b="$l1" 'BEGIN { printf "%.2f", (b - a) / 1e6 }')")
+          note="  isis2d thread ${link_ms[-1]} ms CPU$note"
+        else
+          note="  (isis2d thread not identified)$note"
+        fi
+      fi
+      qps_all[$mode]+="$qps "
+      cpuq_all[$mode]+="$cpuq "
+      printf '  pair %d, %-7s plugins: %9.2f QPS  mariadbd %5.2f us CPU/query (%5.1f %% of one core), gcsd %4.2f %%%s\n' \
+        "$pair" "$mode" "$qps" "$cpuq" "$(pct "$m0" "$m1" "$sb_time")" "$(pct "$g0" "$g1" "$sb_time")" "$note"
+      if [ "$pair" -eq 1 ] && [ "$idle_time" -gt 0 ]; then
+        sleep 2
+        m0=$(cpu_ticks "$mysqld_pid"); sleep "$idle_time"; m1=$(cpu_ticks "$mysqld_pid")
+        idle_pct[$mode]=$(pct "$m0" "$m1" "$idle_time")
+        printf '          %-7s plugins, idle for %d s: mariadbd %s %% of one core\n' "$mode" "$idle_time" "${idle_pct[$mode]}"
+      fi
+      stop_mysqld
+    done
+    read -r -a w_list <<<"${qps_all[without]}"
+    read -r -a p_list <<<"${qps_all[with]}"
+    pair_ratios+=("$(ratio "${p_list[-1]}" "${w_list[-1]}")")
   done
-  read -r -a w_list <<<"${qps_all[without]}"
-  read -r -a p_list <<<"${qps_all[with]}"
-  pair_ratios+=("$(ratio "${p_list[-1]}" "${w_list[-1]}")")
-done
+fi
 
 # ---- summary ----
 
 echo
 echo "== results"
-echo "1. mariadb-slap queries/s, median of $slap_reps (ratio: median of the per-repetition ratios, min-max)"
-printf '   %-8s %12s %12s %16s %14s\n' servers ENGINES ISIS2IS "ISIS2IS/ENGINES" "min-max"
-for n in 3 30; do
-  read -r e i r lo hi <<<"${slap_result[$n]}"
-  printf '   %-8s %12.0f %12.0f %16s %14s\n' "$n" "$e" "$i" "$r" "$lo-$hi"
+echo "1. mariadb-slap, medians of $slap_reps: queries/s; ratio to ENGINES in the same repetition (min-max); mariadbd CPU per query"
+printf '   %-8s %-16s %10s %8s %12s %10s\n' servers table "queries/s" ratio "min-max" "us CPU/q"
+for key in 3/ENGINES 3/ISIS2IS 30/ENGINES 30/ISIS2IS 30/CHARACTER_SETS 30/USER_PRIVILEGES; do
+  read -r q r mm c <<<"${slap_result[$key]}"
+  printf '   %-8s %-16s %10.0f %8s %12s %10s\n' "${key%/*}" "${key#*/}" "$q" "$r" "$mm" "$c"
 done
-read -r -a w_list <<<"${qps_all[without]}"
-read -r -a p_list <<<"${qps_all[with]}"
-read -r -a wc_list <<<"${cpuq_all[without]}"
-read -r -a pc_list <<<"${cpuq_all[with]}"
-w=$(median "${w_list[@]}"); p=$(median "${p_list[@]}")
-wc=$(median "${wc_list[@]}"); pc=$(median "${pc_list[@]}")
-echo "2. sysbench oltp_read_only, median of $sb_pairs runs per mode"
-printf '   %-18s %12s %12s %8s\n' "" without with ratio
-printf '   %-18s %12.2f %12.2f %8s   (with/without; per pair: %s; median of pairs %s)\n' \
-  QPS "$w" "$p" "$(ratio "$p" "$w")" "${pair_ratios[*]}" "$(median "${pair_ratios[@]}")"
-printf '   %-18s %12.2f %12.2f %8s   (without/with, so that > 1 is better as for QPS)\n' \
-  "us CPU per query" "$wc" "$pc" "$(ratio "$wc" "$pc")"
-if [ ${#link_ms[@]} -gt 0 ]; then
-  printf '   isis2d thread CPU per %d s run: %s ms (median; all: %s), i.e. %s %% of one core,\n' "$sb_time" \
-    "$(median "${link_ms[@]}")" "${link_ms[*]}" "$(awk -v m="$(median "${link_ms[@]}")" -v t="$sb_time" 'BEGIN { printf "%.4f", m / 10 / t }')"
-  printf '   %s %% of mariadbd CPU at the median with-plugins load\n' \
-    "$(awk -v m="$(median "${link_ms[@]}")" -v c="$pc" -v q="$p" -v t="$sb_time" 'BEGIN { printf "%.4f", m / 1000 / (c * 1e-6 * q * t) * 100 }')"
-fi
-if [ -n "${idle_pct[with]:-}" ]; then
-  printf '   %-18s %12s %12s\n' "idle CPU %" "${idle_pct[without]}" "${idle_pct[with]}"
+if [ "$sb_pairs" -gt 0 ]; then
+  read -r -a w_list <<<"${qps_all[without]}"
+  read -r -a p_list <<<"${qps_all[with]}"
+  read -r -a wc_list <<<"${cpuq_all[without]}"
+  read -r -a pc_list <<<"${cpuq_all[with]}"
+  w=$(median "${w_list[@]}"); p=$(median "${p_list[@]}")
+  wc=$(median "${wc_list[@]}"); pc=$(median "${pc_list[@]}")
+  echo "2. sysbench oltp_read_only, median of $sb_pairs runs per mode"
+  printf '   %-18s %12s %12s %8s\n' "" without with ratio
+  printf '   %-18s %12.2f %12.2f %8s   (with/without; per pair: %s; median of pairs %s)\n' \
+    QPS "$w" "$p" "$(ratio "$p" "$w")" "${pair_ratios[*]}" "$(median "${pair_ratios[@]}")"
+  printf '   %-18s %12.2f %12.2f %8s   (without/with, so that > 1 is better as for QPS)\n' \
+    "us CPU per query" "$wc" "$pc" "$(ratio "$wc" "$pc")"
+  if [ ${#link_ms[@]} -gt 0 ]; then
+    printf '   isis2d thread CPU per %d s run: %s ms (median; all: %s), i.e. %s %% of one core,\n' "$sb_time" \
+      "$(median "${link_ms[@]}")" "${link_ms[*]}" "$(awk -v m="$(median "${link_ms[@]}")" -v t="$sb_time" 'BEGIN { printf "%.4f", m / 10 / t }')"
+    printf '   %s %% of mariadbd CPU at the median with-plugins load\n' \
+      "$(awk -v m="$(median "${link_ms[@]}")" -v c="$pc" -v q="$p" -v t="$sb_time" 'BEGIN { printf "%.4f", m / 1000 / (c * 1e-6 * q * t) * 100 }')"
+  fi
+  if [ -n "${idle_pct[with]:-}" ]; then
+    printf '   %-18s %12s %12s\n' "idle CPU %" "${idle_pct[without]}" "${idle_pct[with]}"
+  fi
 fi
 echo "3. isis2d reconnects: ${slap_reconnects[30]} during part 1, $sb_reconnects in the $sb_pairs with-plugins server runs of part 2"
 echo "   (isis2d drops its connection when a reply takes over 2.5 s, REPLY_TIMEOUT in crates/isis2d/src/link.rs)"

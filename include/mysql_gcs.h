@@ -21,19 +21,30 @@ extern "C" {
 #define GCS_SIZEOF_SYSVAR_UINT 64
 #define GCS_SIZEOF_SYSVAR_ENUM 64
 #define GCS_SIZEOF_TYPELIB 32
+/* Our own structs, which both sides declare: the shim and Rust check theirs against these. */
+#define GCS_SIZEOF_GCS_TEXT 16
+#define GCS_SIZEOF_GCS_ROW 128
 
-/* One row of INFORMATION_SCHEMA.ISIS2IS, valid only during the emit call. A NULL pointer is
-   SQL NULL; ttl < 0 is SQL NULL. */
+/* A text value: len bytes at ptr, not NUL-terminated. A NULL ptr is SQL NULL. */
+typedef struct gcs_text {
+  const char *ptr;
+  unsigned long len;
+} gcs_text;
+
+/* One row of INFORMATION_SCHEMA.ISIS2IS, valid only during the emit call; ttl < 0 is SQL
+   NULL. ascii is non-zero when every text of the row is 7-bit ASCII, which the shim may then
+   copy without a character-set check. */
 typedef struct gcs_row {
-  const char *error;
+  gcs_text error;
   unsigned int errnum;
-  const char *member;
-  const char *host;
-  const char *port;
-  const char *status;
-  const char *role;
+  int ascii;
+  gcs_text member;
+  gcs_text host;
+  gcs_text port;
+  gcs_text status;
+  gcs_text role;
   long long ttl;
-  const char *last_update;
+  gcs_text last_update;
 } gcs_row;
 
 /* Stores one row; returns non-zero to stop (the server could not store it). */

@@ -454,9 +454,13 @@ enum Fake {
     Slow,
     /// Replies `0 OK` to each line at once, and sends nothing else (no serverlist block).
     OkToEverything,
+    /// Speaks the protocol, `0 OK` to everything, and lists one server whose names are as long
+    /// as tokens may be ([`wide_row`]).
+    WideList,
 }
 
-const GARBAGE_LINE: &[u8] = b"HELLO from a broken sidecar\r\n";
+/// Not ASCII in part: the error text quoting it takes the shim's character-set-checked path.
+const GARBAGE_LINE: &[u8] = "HELLO from a broken sidecar: cassé ✗\r\n".as_bytes();
 const GARBAGE_AFTER_OK: &[u8] = b"gcsd1 not-a-row-at-all\n";
 
 /// A TCP listener on loopback standing for a broken gcsd: each connection gets a thread that
@@ -543,20 +547,21 @@ fn serve(mut stream: TcpStream, mode: Fake, stop: &AtomicBool) {
             Err(e) => matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
         }
     };
-    // Reads one line (up to 4 KiB); false when the peer left or the fake stops.
-    let read_line = |stream: &mut TcpStream| -> bool {
+    // Reads one line (up to 4 KiB, without its newline); None when the peer left or the fake
+    // stops.
+    let read_line = |stream: &mut TcpStream| -> Option<Vec<u8>> {
         let mut byte = [0u8; 1];
-        let mut n = 0;
-        while !stop.load(Ordering::Relaxed) && n < 4096 {
+        let mut line = Vec::new();
+        while !stop.load(Ordering::Relaxed) && line.len() < 4096 {
             match stream.read(&mut byte) {
-                Ok(0) => return false,
-                Ok(_) if byte[0] == b'\n' => return true,
-                Ok(_) => n += 1,
+                Ok(0) => return None,
+                Ok(_) if byte[0] == b'\n' => return Some(line),
+                Ok(_) => line.push(byte[0]),
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-                Err(_) => return false,
+                Err(_) => return None,
             }
         }
-        !stop.load(Ordering::Relaxed)
+        (!stop.load(Ordering::Relaxed)).then_some(line)
     };
     let pause = || std::thread::sleep(Duration::from_millis(2));
     match mode {
@@ -577,21 +582,33 @@ fn serve(mut stream: TcpStream, mode: Fake, stop: &AtomicBool) {
             }
         }
         Fake::OkThenGarbage => {
-            if read_line(&mut stream) && send(&mut stream, b"0 OK\n") {
+            if read_line(&mut stream).is_some() && send(&mut stream, b"0 OK\n") {
                 while !stop.load(Ordering::Relaxed) && send(&mut stream, GARBAGE_AFTER_OK) {
                     pause();
                 }
             }
         }
         Fake::OkToEverything => {
-            while read_line(&mut stream) {
+            while read_line(&mut stream).is_some() {
                 if !send(&mut stream, b"0 OK\n") {
                     return;
                 }
             }
         }
+        Fake::WideList => {
+            while let Some(line) = read_line(&mut stream) {
+                let reply = if line.starts_with(b"subscribe") {
+                    format!("0 OK\n0 OK\n{}\n\n", wide_row())
+                } else {
+                    "0 OK\n".to_owned()
+                };
+                if !send(&mut stream, reply.as_bytes()) {
+                    return;
+                }
+            }
+        }
         Fake::Slow => {
-            while read_line(&mut stream) {
+            while read_line(&mut stream).is_some() {
                 let until = Instant::now() + Duration::from_secs(2);
                 while Instant::now() < until && !stop.load(Ordering::Relaxed) {
                     std::thread::sleep(Duration::from_millis(20));
@@ -602,6 +619,18 @@ fn serve(mut stream: TcpStream, mode: Fake, stop: &AtomicBool) {
             }
         }
     }
+}
+
+/// The one server [`Fake::WideList`] lists: member, host and port as long as tokens may be
+/// ([`proto::MAX_TOKEN`] bytes), as its row line (without the newline).
+fn wide_row() -> String {
+    let token = |c: char| c.to_string().repeat(proto::MAX_TOKEN);
+    format!(
+        "{} {} /{} on master 3 2026-11-22T01:02:03.456Z",
+        token('m'),
+        token('h'),
+        &token('s')[1..]
+    )
 }
 
 /// A server pointed at a fake sidecar `mode`: it starts and shuts down within [`EXTRA`] of
@@ -655,7 +684,7 @@ fn a_sidecar_answering_garbage_is_reported_and_harms_nothing() {
     let names = |e: &str, addr: &str| e.contains(&format!("gcsd at {addr} sent "));
     let not_protocol = |e: &str| e.contains("sent something that is not the protocol: \"");
     survives_a_broken_sidecar(Fake::TextLines, &without, &[ERRNO_UNREACHABLE], |e, a| {
-        names(e, a) && not_protocol(e) && e.contains("HELLO from a broken sidecar")
+        names(e, a) && not_protocol(e) && e.contains("HELLO from a broken sidecar: cassé ✗")
     });
     survives_a_broken_sidecar(Fake::Binary, &without, &[ERRNO_UNREACHABLE], |e, a| {
         names(e, a) && not_protocol(e)
@@ -719,6 +748,40 @@ fn a_gcsd_that_never_sends_a_list_is_never_shown_as_an_empty_healthy_list() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    assert_no_crash(&db);
+}
+
+/// The longest names the protocol allows (tokens of 255 bytes) reach the table whole where
+/// the column is as wide (MYSQL_HOST, MYSQL_PORT_OR_SOCKET), and cut at the column's width
+/// where it is narrower (ISIS2_MEMBER: 64, gcsd's own limit for member names).
+#[test]
+fn the_longest_names_the_protocol_allows_fill_their_columns() {
+    let _turn = one_at_a_time();
+    let line = wide_row();
+    let listed = proto::ServerRow::parse(&line).expect("the fake's row is the protocol's");
+    let fake = FakeSidecar::start(Fake::WideList);
+    let db = with_plugin(MariaDb::new(), fake.port).start();
+    let (row, took) = poll_until("the wide row", ERROR_ROW_WITHIN, || {
+        let rows = isis2is(&db);
+        match rows.as_slice() {
+            [row] if row.errno == ERRNO_OK => Ok(row.clone()),
+            _ => Err(show(&rows)),
+        }
+    });
+    eprintln!("the wide row after {took:?}");
+    let expected = Isis2isRow {
+        error: None,
+        errno: ERRNO_OK,
+        member: Some(listed.member[..64].to_owned()),
+        host: Some(listed.server.host),
+        port: Some(listed.server.port),
+        status: Some("on".into()),
+        role: Some("master".into()),
+        ttl: Some(3),
+        last_update: Some("2026-11-22 01:02:03.456".into()),
+    };
+    assert_eq!(row, expected);
+    assert_eq!(row.host.as_ref().map(String::len), Some(proto::MAX_TOKEN));
     assert_no_crash(&db);
 }
 

@@ -8,7 +8,7 @@ mod declarations;
 mod thread;
 mod types;
 
-use std::ffi::{c_char, c_int, c_void, CStr, CString};
+use std::ffi::{c_char, c_int, c_ulong, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::null;
 use std::sync::Arc;
@@ -34,18 +34,31 @@ fn guarded<T>(on_panic: T, body: impl FnOnce() -> T) -> T {
 
 // ---- the C++ shim ----
 
+/// `gcs_text`: a NULL `ptr` is SQL NULL.
+#[repr(C)]
+pub struct GcsText {
+    ptr: *const c_char,
+    len: c_ulong,
+}
+
 #[repr(C)]
 pub struct GcsRow {
-    error: *const c_char,
+    error: GcsText,
     errnum: u32,
-    member: *const c_char,
-    host: *const c_char,
-    port: *const c_char,
-    status: *const c_char,
-    role: *const c_char,
+    ascii: c_int,
+    member: GcsText,
+    host: GcsText,
+    port: GcsText,
+    status: GcsText,
+    role: GcsText,
     ttl: i64,
-    last_update: *const c_char,
+    last_update: GcsText,
 }
+
+const _: () = {
+    assert!(std::mem::size_of::<GcsText>() == types::SIZEOF_GCS_TEXT);
+    assert!(std::mem::size_of::<GcsRow>() == types::SIZEOF_GCS_ROW);
+};
 
 type EmitFn = unsafe extern "C" fn(*mut c_void, *const GcsRow) -> c_int;
 
@@ -192,43 +205,56 @@ struct Prepared {
 
 struct PreparedRow {
     /// error, member, host, port, status, role, last update; `None` is SQL NULL.
-    texts: [Option<CString>; 7],
+    texts: [Option<Box<str>>; 7],
+    /// Every text is 7-bit ASCII (the shim can copy it without a character-set check).
+    ascii: bool,
     errno: u32,
     ttl: i64,
 }
 
 impl PreparedRow {
     fn new(row: Row) -> Self {
-        let text =
-            |s: Option<String>| s.map(|s| CString::new(s.replace('\0', " ")).unwrap_or_default());
+        let texts = [
+            row.error,
+            row.member,
+            row.host,
+            row.port,
+            row.status,
+            row.role,
+            row.last_update,
+        ]
+        .map(|text| text.map(String::into_boxed_str));
         PreparedRow {
+            ascii: texts.iter().flatten().all(|t| t.is_ascii()),
+            texts,
             errno: row.errno,
             ttl: row.ttl.map_or(-1, i64::from),
-            texts: [
-                text(row.error),
-                text(row.member),
-                text(row.host),
-                text(row.port),
-                text(row.status),
-                text(row.role),
-                text(row.last_update),
-            ],
         }
     }
 
     /// The row as the shim takes it; borrows `self`'s strings.
     fn as_gcs_row(&self) -> GcsRow {
-        let ptr = |i: usize| self.texts[i].as_ref().map_or(null(), |c| c.as_ptr());
+        let text = |i: usize| match &self.texts[i] {
+            Some(t) => GcsText {
+                ptr: t.as_ptr().cast(),
+                len: t.len() as c_ulong,
+            },
+            None => GcsText {
+                ptr: null(),
+                len: 0,
+            },
+        };
         GcsRow {
-            error: ptr(0),
+            error: text(0),
             errnum: self.errno,
-            member: ptr(1),
-            host: ptr(2),
-            port: ptr(3),
-            status: ptr(4),
-            role: ptr(5),
+            ascii: c_int::from(self.ascii),
+            member: text(1),
+            host: text(2),
+            port: text(3),
+            status: text(4),
+            role: text(5),
             ttl: self.ttl,
-            last_update: ptr(6),
+            last_update: text(6),
         }
     }
 }

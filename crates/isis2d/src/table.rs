@@ -61,7 +61,12 @@ pub fn problem(link: &Link, snap: &Snapshot, now: Instant) -> Option<(u32, Strin
         .stats
         .connected
         .load(std::sync::atomic::Ordering::Relaxed);
-    let last_error = link.stats.last_error.lock().clone();
+    // Read only when it is shown: this runs for every SELECT.
+    let last_error = if connected {
+        String::new()
+    } else {
+        link.stats.last_error.lock().clone()
+    };
     assess(
         snap,
         link.confirmed(),
@@ -82,7 +87,7 @@ fn assess(
     now: Instant,
 ) -> Option<(u32, String)> {
     let age = confirmed.map(|t| now.saturating_duration_since(t));
-    let as_of = match age {
+    let as_of = || match age {
         Some(age) => format!("the list is from {:.1} s ago", age.as_secs_f64()),
         None => "no list received yet".into(),
     };
@@ -92,7 +97,7 @@ fn assess(
         } else {
             last_error
         };
-        return Some((errno::UNREACHABLE, format!("isis2d: {why}; {as_of}")));
+        return Some((errno::UNREACHABLE, format!("isis2d: {why}; {}", as_of())));
     }
     if let Some(warning) = &snap.gcsd_warning {
         return Some((errno::NO_QUORUM, format!("gcsd: {warning}")));
@@ -105,7 +110,7 @@ fn assess(
                 age.as_secs_f64()
             ),
         )),
-        None => Some((errno::STALE, format!("isis2d: {as_of}"))),
+        None => Some((errno::STALE, format!("isis2d: {}", as_of()))),
         Some(_) => None,
     }
 }
