@@ -7,7 +7,10 @@
 #      plugins and with them (isis2d connected to a live gcsd), alternated, restarting between;
 #      also mariadbd's CPU time per query, and the CPU time of the isis2d thread itself (found
 #      by its wait channel, measured with schedstat), which noise on a shared machine cannot hide;
-#   3. health during all that: isis2d reconnects, and how fast gcsd answered the fake servers'
+#   3. the same overhead in instructions, which the machine's load cannot blur: callgrind counts
+#      mariadbd's instructions per sysbench transaction without and with the plugins, split
+#      into the client threads (the query path), the isis2d thread, and the rest;
+#   4. health during all that: isis2d reconnects, and how fast gcsd answered the fake servers'
 #      heartbeats (a stalled gcsd shows up here).
 #
 # Starts everything it needs (one gcsd, one mariadbd, fake servers kept alive with heartbeats)
@@ -26,6 +29,7 @@
 #                           shared machine comes in bursts of seconds
 #   BENCH_IDLE=10           seconds of idle mariadbd CPU measured in each mode of the first pair
 #   BENCH_SB_THREADS=4  BENCH_SB_TABLES=4  BENCH_SB_TABLE_SIZE=10000
+#   BENCH_CG_EVENTS=1000    sysbench transactions counted under callgrind (part 3); 0 skips it
 #   BENCH_SKIP_BUILD=1      use target/release as it is
 #   BENCH_KEEP=1            keep the scratch directory (it is kept anyway on failure)
 set -euo pipefail
@@ -48,6 +52,8 @@ sb_threads=${BENCH_SB_THREADS:-4}
 sb_tables=${BENCH_SB_TABLES:-4}
 sb_table_size=${BENCH_SB_TABLE_SIZE:-10000}
 sb_warmup=3
+cg_events=${BENCH_CG_EVENTS:-1000}
+cg_warmup=200
 
 die() { echo "plugin.sh: $*" >&2; exit 1; }
 
@@ -167,18 +173,20 @@ start_gcsd() {
 
 sql() { mariadb --no-defaults -S "$sock" -uroot -N -B -e "$1"; }
 
-start_mysqld() { # with|without
-  local extra=()
-  [ "$1" = with ] && extra=("${mysqld_plugins[@]}")
-  mariadbd "${mysqld_common[@]}" "${extra[@]}" >/dev/null 2>&1 &
+start_mysqld() { # with|without [command prefix...]: mariadbd, run by the prefix if one is given
+  local extra=() mode=$1 secs=30
+  shift
+  [ "$mode" = with ] && extra=("${mysqld_plugins[@]}")
+  [ $# -eq 0 ] || secs=300 # under valgrind
+  "$@" mariadbd "${mysqld_common[@]}" "${extra[@]}" >/dev/null 2>&1 &
   mysqld_pid=$!
   local i
-  for ((i = 0; i < 300; i++)); do
+  for ((i = 0; i < secs * 10; i++)); do
     mariadb-admin --no-defaults -S "$sock" -uroot ping >/dev/null 2>&1 && return 0
     kill -0 "$mysqld_pid" 2>/dev/null || { tail -n 30 "$work/mariadbd.err" >&2; die "mariadbd exited at start"; }
     sleep 0.1
   done
-  die "mariadbd did not answer within 30 s (log: $work/mariadbd.err)"
+  die "mariadbd did not answer within $secs s (log: $work/mariadbd.err)"
 }
 
 stop_mysqld() {
@@ -382,12 +390,13 @@ pct() { # ticks_before ticks_after seconds: % of one core
   awk -v a="$1" -v b="$2" -v hz="$hz" -v t="$3" 'BEGIN { printf "%.2f", (b - a) / hz / t * 100 }'
 }
 
+sql "CREATE DATABASE sbtest"
+sysbench oltp_read_only "${sb_common[@]}" --threads="$sb_tables" prepare >"$work/sysbench-prepare.log" 2>&1 \
+  || { cat "$work/sysbench-prepare.log" >&2; die "sysbench prepare failed"; }
+stop_mysqld
+
 if [ "$sb_pairs" -gt 0 ]; then
   echo "== 2. sysbench oltp_read_only without / with the plugins ($sb_threads threads, $sb_tables x $sb_table_size rows, $sb_pairs pairs of ${sb_time} s)"
-  sql "CREATE DATABASE sbtest"
-  sysbench oltp_read_only "${sb_common[@]}" --threads="$sb_tables" prepare >"$work/sysbench-prepare.log" 2>&1 \
-    || { cat "$work/sysbench-prepare.log" >&2; die "sysbench prepare failed"; }
-  stop_mysqld
   echo "  (gcsd and the 29 fake servers stay up in both modes; only mariadbd's options differ)"
 
   declare -A qps_all cpuq_all idle_pct
@@ -441,6 +450,56 @@ if [ "$sb_pairs" -gt 0 ]; then
   done
 fi
 
+# ---- 3. instructions per transaction (callgrind) ----
+
+# Instruction counts do not depend on what else the machine runs: the same binary given the
+# same queries executes the same instructions. mariadbd runs under callgrind, one file per
+# thread; after a warm-up the counters are zeroed, one sysbench client runs a fixed, seeded
+# sequence of transactions, and the counters are dumped. Threads are told apart by what they
+# ran: client connections (do_command), the isis2d link thread (isis2d::link), the rest
+# (InnoDB and the server's own background threads). The plugin's heartbeats and list pushes
+# are per second, and the server runs 20 or more times slower under callgrind, so the isis2d
+# thread's share here is that many times what it is at full speed (see part 2 for that).
+declare -A cg_ir
+cg_total() { # files...: summed "summary:" counts
+  awk '/^(summary|totals):/ { n += $2 } END { printf "%.0f", n }' "$@" /dev/null
+}
+if [ "$cg_events" -gt 0 ]; then
+  echo "== 3. mariadbd instructions per sysbench oltp_read_only transaction, without / with the plugins (callgrind, 1 client, $cg_events transactions, --rand-seed=1)"
+  # valgrind knows neither io_uring (InnoDB's asynchronous I/O) nor how to reserve the address
+  # space of the buffer pool's default maximum size.
+  mysqld_common+=(--innodb-use-native-aio=0 --innodb-buffer-pool-size-max=256M)
+  cg_run=(sysbench oltp_read_only "${sb_common[@]}" --threads=1 --time=0 --rand-seed=1 --report-interval=0 run)
+  for mode in without with; do
+    mkdir -p "$work/callgrind-$mode"
+    start_mysqld "$mode" valgrind --tool=callgrind --separate-threads=yes --dump-instr=no \
+      --callgrind-out-file="$work/callgrind-$mode/out.%p" --log-file="$work/callgrind-$mode/valgrind.log"
+    [ "$mode" = with ] && { wait_for_list 30 60 || echo "  (measuring anyway)"; }
+    "${cg_run[@]}" --events="$cg_warmup" >/dev/null 2>&1 || die "sysbench warm-up under callgrind failed"
+    callgrind_control -z "$mysqld_pid" >/dev/null
+    t0=${EPOCHREALTIME/./}
+    out=$("${cg_run[@]}" --events="$cg_events" 2>&1) || { echo "$out" >&2; die "sysbench under callgrind failed"; }
+    secs=$(awk -v a="$t0" -v b="${EPOCHREALTIME/./}" 'BEGIN { printf "%.1f", (b - a) / 1e6 }')
+    callgrind_control -d measured "$mysqld_pid" >/dev/null
+    stop_mysqld
+    # The dump's files (one per thread) are those whose header names the "measured" trigger.
+    mapfile -t files < <(grep -l '^desc: Trigger: dump measured' "$work/callgrind-$mode"/out.* 2>/dev/null || true)
+    [ ${#files[@]} -gt 0 ] || die "no callgrind dump found in $work/callgrind-$mode"
+    clients=() link=() rest=()
+    for f in "${files[@]}"; do
+      if grep -q 'do_command' "$f"; then clients+=("$f")
+      elif grep -q 'isis2d::link' "$f"; then link+=("$f")
+      else rest+=("$f"); fi
+    done
+    cg_ir[$mode/clients]=$(cg_total "${clients[@]}")
+    cg_ir[$mode/link]=$(cg_total "${link[@]}")
+    cg_ir[$mode/rest]=$(cg_total "${rest[@]}")
+    cg_ir[$mode/secs]=$secs
+    printf '  %-7s plugins: %s s under callgrind; instructions: client threads %s, isis2d thread %s, other threads %s\n' \
+      "$mode" "$secs" "${cg_ir[$mode/clients]}" "${cg_ir[$mode/link]}" "${cg_ir[$mode/rest]}"
+  done
+fi
+
 # ---- summary ----
 
 echo
@@ -474,7 +533,29 @@ if [ "$sb_pairs" -gt 0 ]; then
     printf '   %-18s %12s %12s\n' "idle CPU %" "${idle_pct[without]}" "${idle_pct[with]}"
   fi
 fi
-echo "3. isis2d reconnects: ${slap_reconnects[30]} during part 1, $sb_reconnects in the $sb_pairs with-plugins server runs of part 2"
+if [ "$cg_events" -gt 0 ]; then
+  per_tx() { awk -v n="$1" -v e="$cg_events" 'BEGIN { printf "%.0f", n / e }'; }
+  echo "3. mariadbd instructions per transaction (callgrind; $cg_events transactions, 1 client)"
+  printf '   %-34s %12s %12s %8s\n' "" without with ratio
+  for mode in without with; do
+    cg_ir[$mode/all]=$((cg_ir[$mode/clients] + cg_ir[$mode/link] + cg_ir[$mode/rest]))
+  done
+  for part in clients link rest all; do
+    case $part in
+      clients) label="client threads (the query path)" ;;
+      link) label="isis2d thread (see the note)" ;;
+      rest) label="other threads" ;;
+      all) label="all of mariadbd" ;;
+    esac
+    printf '   %-34s %12s %12s %8s\n' "$label" "$(per_tx "${cg_ir[without/$part]}")" \
+      "$(per_tx "${cg_ir[with/$part]}")" \
+      "$( [ "${cg_ir[without/$part]}" -gt 0 ] && ratio "${cg_ir[without/$part]}" "${cg_ir[with/$part]}" || echo -)"
+  done
+  echo "   (ratio: without/with, so that > 1 is better as for QPS. Note: the isis2d thread works per"
+  echo "   second, not per query, and the measured part took ${cg_ir[with/secs]} s under callgrind (${cg_ir[without/secs]} s without"
+  echo "   the plugins), many times its duration at full speed; its share at full speed is in part 2.)"
+fi
+echo "4. isis2d reconnects: ${slap_reconnects[30]} during part 1, $sb_reconnects in the $sb_pairs with-plugins server runs of part 2"
 echo "   (isis2d drops its connection when a reply takes over 2.5 s, REPLY_TIMEOUT in crates/isis2d/src/link.rs)"
 sort -n -k2 "$work/heartbeat-us.log" | awk '{ v[NR] = $2 } END {
   if (NR == 0) exit
