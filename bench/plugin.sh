@@ -58,8 +58,8 @@ cg_warmup=200
 die() { echo "plugin.sh: $*" >&2; exit 1; }
 
 [ "$(id -u)" -eq 0 ] || die "run as root (mariadbd runs as root, root logs in over its socket)"
-for tool in mariadbd mariadb mariadb-admin mariadb-install-db mariadb-slap sysbench curl; do
-  command -v "$tool" >/dev/null || die "$tool not found (sysbench: apt-get install sysbench)"
+for tool in mariadbd mariadb mariadb-admin mariadb-install-db mariadb-slap sysbench curl valgrind callgrind_control; do
+  command -v "$tool" >/dev/null || die "$tool not found (scripts/setup.sh installs everything this needs)"
 done
 
 # ---- scratch directory and cleanup ----

@@ -12,6 +12,7 @@ packages=(
   curl ca-certificates
   # benchmarks (bench/)
   sysbench
+  valgrind
 )
 
 if [ "$(id -u)" -ne 0 ]; then
