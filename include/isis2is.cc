@@ -40,7 +40,7 @@ struct FillContext {
 
 // Stores a text value. ASCII goes straight into the VARCHAR's record bytes (length prefix, then
 // the bytes, cut at the column's length in characters), which is what Field::store would write
-// after checking the characters; that check is most of a row's cost in the fill function, and
+// after checking the characters; that check was nearly half of the fill function's cost, and
 // ASCII cannot fail it. Anything else goes through Field::store, which checks and converts.
 void store_text(TABLE *table, Col col, gcs_text text, bool ascii) {
   Field *f = table->field[col];
