@@ -11,7 +11,7 @@ use std::time::Duration;
 use proto::{Role, ServerKey};
 
 use super::types::*;
-use super::{guarded, isis2d_deinit, isis2d_init, isis2is_init};
+use super::{guarded, isis2d_deinit, isis2d_init, isis2is_deinit, isis2is_init};
 use isis2d::link::{Settings, Stats};
 
 // ---- services ----
@@ -278,7 +278,7 @@ unsafe extern "C" fn isis2is_init_entry(schema_table: *mut c_void) -> c_int {
 }
 
 unsafe extern "C" fn isis2is_deinit_entry(_schema_table: *mut c_void) -> c_int {
-    0
+    guarded(1, isis2is_deinit)
 }
 
 // ---- declarations ----

@@ -14,11 +14,11 @@ use std::ptr::null;
 use std::sync::Arc;
 use std::time::Instant;
 
-use parking_lot::Mutex;
 use proto::Role;
 
 use isis2d::link::Snapshot;
 use isis2d::link::{LogLevel, Server};
+use isis2d::sync::Mutex;
 use isis2d::table::{self, Row};
 
 /// Runs an entry point's body; a panic becomes `on_panic` (and a line in the error log).
@@ -122,7 +122,7 @@ struct Running {
     thread: thread::Thread,
 }
 
-static RUNNING: Mutex<Option<Running>> = parking_lot::const_mutex(None);
+static RUNNING: Mutex<Option<Running>> = Mutex::new(None);
 
 /// The link, for the table and status variables; none while isis2d is not installed.
 fn current_link() -> Option<Arc<isis2d::link::Link>> {
@@ -166,17 +166,29 @@ fn isis2d_deinit() -> c_int {
     let Some(Running { link, thread }) = RUNNING.lock().take() else {
         return 0;
     };
-    *PREPARED.lock() = None;
     link.stop();
+    let stopped = stop_thread(&link, thread);
+    // The library may be unloaded next, and statics are never dropped: free what they hold
+    // (the stats only once the thread that writes them is gone).
+    release_prepared_rows();
+    if !stopped {
+        return 1;
+    }
+    link.stats.reset();
+    0
+}
+
+/// Waits for the link thread after `link.stop()`; false if it had to be left running.
+fn stop_thread(link: &isis2d::link::Link, thread: thread::Thread) -> bool {
     // Time for the goodbye (heartbeat stopping, leave); then cut any blocked socket short.
     let mut thread = match thread.join_within(std::time::Duration::from_millis(600)) {
-        Ok(()) => return 0,
+        Ok(()) => return true,
         Err(t) => t,
     };
     link.cut();
     for _ in 0..50 {
         thread = match thread.join_within(std::time::Duration::from_millis(100)) {
-            Ok(()) => return 0,
+            Ok(()) => return true,
             Err(t) => t,
         };
     }
@@ -185,7 +197,7 @@ fn isis2d_deinit() -> c_int {
         "the heartbeat thread did not stop within 5.6 s; leaving it running",
     );
     thread.detach();
-    1
+    false
 }
 
 // ---- isis2is ----
@@ -193,6 +205,12 @@ fn isis2d_deinit() -> c_int {
 fn isis2is_init(schema_table: *mut c_void) -> c_int {
     // SAFETY: the server passes its ST_SCHEMA_TABLE, which the shim fills in.
     unsafe { gcs_shim_isis2is_init(schema_table) }
+}
+
+/// Either plugin may be the last one uninstalled, before the library is unloaded.
+fn isis2is_deinit() -> c_int {
+    release_prepared_rows();
+    0
 }
 
 /// Rows ready for the shim: C strings made once per snapshot, not once per SELECT.
@@ -260,7 +278,11 @@ impl PreparedRow {
 }
 
 /// The newest prepared rows. The lock is held only to clone or replace the `Arc`.
-static PREPARED: Mutex<Option<Arc<Prepared>>> = parking_lot::const_mutex(None);
+static PREPARED: Mutex<Option<Arc<Prepared>>> = Mutex::new(None);
+
+fn release_prepared_rows() {
+    *PREPARED.lock() = None;
+}
 
 fn prepared_rows() -> Arc<Prepared> {
     let Some(link) = current_link() else {

@@ -95,6 +95,8 @@ pub struct MariaDb {
     pub socket: PathBuf,
     /// Extra mariadbd options, after the harness's own (so they override them).
     options: Vec<String>,
+    /// A command that runs mariadbd (such as valgrind), with its arguments; empty for none.
+    wrapper: Vec<String>,
     child: Option<Child>,
     /// Whether the server has run: the port is only changed before the first start.
     started_once: bool,
@@ -117,6 +119,7 @@ impl MariaDb {
             port: free_port(),
             socket,
             options: Vec::new(),
+            wrapper: Vec::new(),
             child: None,
             started_once: false,
             last_start: Duration::ZERO,
@@ -128,6 +131,13 @@ impl MariaDb {
     /// Adds a mariadbd option, such as `--plugin-load-add=libmysql_gcs.so`.
     pub fn with_option(mut self, option: impl Into<String>) -> Self {
         self.options.push(option.into());
+        self
+    }
+
+    /// Runs mariadbd under `command` (such as valgrind and its options), which gets a longer
+    /// time to start.
+    pub fn with_wrapper(mut self, command: &[&str]) -> Self {
+        self.wrapper = command.iter().map(|&a| a.to_owned()).collect();
         self
     }
 
@@ -221,7 +231,20 @@ impl MariaDb {
             .open(&log_path)
             .expect("open the error log");
         let started = Instant::now();
-        let child = Command::new("mariadbd")
+        let mut command = match self.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg("mariadbd");
+                c
+            }
+            None => Command::new("mariadbd"),
+        };
+        let start_timeout = if self.wrapper.is_empty() {
+            START_TIMEOUT
+        } else {
+            START_TIMEOUT * 4
+        };
+        let child = command
             .arg("--no-defaults")
             .args([
                 "--user=root".to_owned(),
@@ -258,9 +281,9 @@ impl MariaDb {
             if self.socket.exists() && self.root_query("SELECT 1", POLL_CONNECT_TIMEOUT_S).is_ok() {
                 return Ok(started.elapsed());
             }
-            if started.elapsed() > START_TIMEOUT {
+            if started.elapsed() > start_timeout {
                 self.fail(format!(
-                    "mariadbd on port {} did not answer within {START_TIMEOUT:?}",
+                    "mariadbd on port {} did not answer within {start_timeout:?}",
                     self.port
                 ));
             }

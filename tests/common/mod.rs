@@ -24,15 +24,54 @@ fn target_profile_dir() -> PathBuf {
         .to_path_buf()
 }
 
-/// The plugin library cargo built for this test run.
+/// The plugin library cargo built for this test run. `cargo test` does not always relink a
+/// cdylib-only package when its sources change, so a library older than any of its sources is
+/// refused rather than tested.
 pub fn plugin_library() -> PathBuf {
     let path = target_profile_dir().join(PLUGIN_SONAME);
-    assert!(
-        path.exists(),
-        "{} is missing: run the tests with `cargo test`, which builds the plugin library",
-        path.display()
-    );
+    let built = std::fs::metadata(&path)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|e| {
+            panic!(
+                "{}: {e}: build it first (`cargo build`; scripts/test.sh does)",
+                path.display()
+            )
+        });
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let sources = [
+        "build.rs",
+        "src",
+        "include",
+        "crates/isis2d/src",
+        "crates/proto/src",
+    ];
+    if let Some(newer) = sources
+        .iter()
+        .flat_map(|s| files_under(&repo.join(s)))
+        .find(|f| {
+            f.metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t > built)
+        })
+    {
+        panic!(
+            "{} is older than {}: build it first (`cargo build`; scripts/test.sh does)",
+            path.display(),
+            newer.display()
+        );
+    }
     path
+}
+
+/// `path` itself if it is a file, else every file below it.
+fn files_under(path: &Path) -> Vec<PathBuf> {
+    match std::fs::read_dir(path) {
+        Ok(entries) => entries
+            .flatten()
+            .flat_map(|e| files_under(&e.path()))
+            .collect(),
+        Err(_) => vec![path.to_path_buf()],
+    }
 }
 
 /// A per-process scratch directory, removed when the test process exits. It holds what is

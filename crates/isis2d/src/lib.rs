@@ -6,4 +6,5 @@
 #![forbid(unsafe_code)]
 
 pub mod link;
+pub mod sync;
 pub mod table;

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use parking_lot::{Mutex, RwLock};
+use crate::sync::{Mutex, RwLock};
 use proto::{BlockReader, Command, Errno, LineBuffer, Reply, Role, ServerKey, ServerRow, Status};
 
 /// Bound on connecting to gcsd (loopback: it answers at once or not at all).
@@ -52,7 +52,7 @@ pub struct Settings {
 }
 
 /// The counters behind the `Isis2d_*` status variables. Static, because the server reads them
-/// through pointers; reset by each plugin init.
+/// through pointers; reset by each plugin init and deinit.
 #[derive(Default)]
 pub struct Stats {
     pub connected: AtomicBool,
@@ -69,16 +69,18 @@ impl Stats {
             heartbeats_sent: AtomicU64::new(0),
             heartbeats_failed: AtomicU64::new(0),
             reconnects: AtomicU64::new(0),
-            last_error: parking_lot::const_mutex(String::new()),
+            last_error: Mutex::new(String::new()),
         }
     }
 
+    /// Back to zero, with nothing left on the heap: the plugin resets them at deinit too, as
+    /// its library may be unloaded next and a static is never dropped.
     pub fn reset(&self) {
         self.connected.store(false, Ordering::Relaxed);
         self.heartbeats_sent.store(0, Ordering::Relaxed);
         self.heartbeats_failed.store(0, Ordering::Relaxed);
         self.reconnects.store(0, Ordering::Relaxed);
-        self.last_error.lock().clear();
+        *self.last_error.lock() = String::new();
     }
 }
 
