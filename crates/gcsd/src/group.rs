@@ -417,6 +417,10 @@ impl Group {
                 } else {
                     ChangeMembers::RemoveNodes(BTreeSet::from([id]))
                 };
+                // Its servers leave before it does, so that no member ever lists the servers
+                // of a member already out of the group; and once more after, in case it was
+                // alive and registered some in between.
+                self.propose(Command::MemberRemoved { member: id }).await?;
                 tokio::time::timeout(timeout, self.raft.change_membership(change, false))
                     .await
                     .map_err(in_time("removing the member"))?
