@@ -213,7 +213,7 @@ fn isis2is_deinit() -> c_int {
     0
 }
 
-/// Rows ready for the shim: C strings made once per snapshot, not once per SELECT.
+/// Rows ready for the shim: texts made once per snapshot, not once per SELECT.
 struct Prepared {
     /// What they were made from; a new snapshot (or a change of problem) makes new rows.
     snapshot: Option<Arc<Snapshot>>,

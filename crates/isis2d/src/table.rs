@@ -62,27 +62,22 @@ pub fn problem(link: &Link, snap: &Snapshot, now: Instant) -> Option<(u32, Strin
         .connected
         .load(std::sync::atomic::Ordering::Relaxed);
     // Read only when it is shown: this runs for every SELECT.
-    let last_error = if connected {
-        String::new()
-    } else {
-        link.stats.last_error.lock().clone()
-    };
+    let disconnected = (!connected).then(|| link.stats.last_error.lock().clone());
     assess(
         snap,
         link.confirmed(),
-        connected,
-        &last_error,
+        disconnected.as_deref(),
         link.settings.heartbeat,
         now,
     )
 }
 
 /// `confirmed`: when gcsd last vouched for the list (none before the first list arrived).
+/// `disconnected`: the link's last error while it is down, none while it is up.
 fn assess(
     snap: &Snapshot,
     confirmed: Option<Instant>,
-    connected: bool,
-    last_error: &str,
+    disconnected: Option<&str>,
     heartbeat: Duration,
     now: Instant,
 ) -> Option<(u32, String)> {
@@ -91,7 +86,7 @@ fn assess(
         Some(age) => format!("the list is from {:.1} s ago", age.as_secs_f64()),
         None => "no list received yet".into(),
     };
-    if !connected {
+    if let Some(last_error) = disconnected {
         let why = if last_error.is_empty() {
             "not connected yet"
         } else {
@@ -175,7 +170,7 @@ mod tests {
     fn healthy_rows_have_no_error() {
         let now = Instant::now();
         let (s, confirmed) = snap(2, None, Some(now));
-        let rows = rows_with(&s, assess(&s, confirmed, true, "", HB, now));
+        let rows = rows_with(&s, assess(&s, confirmed, None, HB, now));
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0].errno, 0);
         assert_eq!(rows[0].error, None);
@@ -221,8 +216,7 @@ mod tests {
                 assess(
                     &s,
                     confirmed,
-                    connected,
-                    "cannot reach gcsd at x: refused",
+                    (!connected).then_some("cannot reach gcsd at x: refused"),
                     HB,
                     now,
                 ),
