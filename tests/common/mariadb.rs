@@ -468,6 +468,9 @@ fn run_client(
     connect_timeout_s: u32,
 ) -> Result<Vec<Vec<String>>, String> {
     cmd.args([
+        // The client otherwise converts to the locale's character set: with no locale (most
+        // containers) "cassé ✗" arrives as "cass? ?".
+        "--default-character-set=utf8mb4",
         "--batch",
         "--skip-column-names",
         // Otherwise a failing statement is echoed between dashes before the error line.
