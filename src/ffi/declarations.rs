@@ -151,10 +151,7 @@ pub(super) fn settings((host, port): (String, u32)) -> Result<Settings, String> 
     let daemon_host = daemon_host.unwrap_or_else(|| "127.0.0.1".into());
     let mysql_host = mysql_host.filter(|h| !h.is_empty()).unwrap_or(host);
     let mysql_port = if mysql_port == 0 { port } else { mysql_port };
-    let token_ok = |t: &str| {
-        !t.is_empty() && t.len() <= proto::MAX_TOKEN && t.bytes().all(|b| b.is_ascii_graphic())
-    };
-    if !token_ok(&mysql_host) {
+    if !proto::is_token(&mysql_host) {
         return Err(format!(
             "isis2d_mysql_host {mysql_host:?} must be 1 to {} printable characters without spaces",
             proto::MAX_TOKEN

@@ -72,8 +72,13 @@ async fn add_member(State(a): State<Admin>, Json(req): Json<AddMemberRequest>) -
             format!("group_addr {:?} is not an IP:port address", req.group_addr),
         );
     }
+    if let Some(problem) = req.name.as_deref().and_then(proto::member_name_problem) {
+        return error(StatusCode::BAD_REQUEST, problem);
+    }
     let node = MemberNode {
-        name: req.name.unwrap_or_else(|| format!("gcsd{}", req.id)),
+        name: req
+            .name
+            .unwrap_or_else(|| proto::default_member_name(req.id)),
         group_addr: req.group_addr,
         admin_addr: req.admin_addr.unwrap_or_default(),
     };

@@ -225,11 +225,7 @@ impl Config {
             problems.push("node_id must be 1 or more".to_owned());
         }
         let name = self.member_name();
-        if name.is_empty() || name.len() > 64 || !name.bytes().all(|b| b.is_ascii_graphic()) {
-            problems.push(format!(
-                "name {name:?} must be 1 to 64 printable ASCII characters without spaces"
-            ));
-        }
+        problems.extend(proto::member_name_problem(&name));
         for (key, addr) in [
             ("plugin_listen", Some(&self.plugin_listen)),
             ("group_listen", Some(&self.group_listen)),
@@ -293,7 +289,7 @@ impl Config {
     pub fn member_name(&self) -> String {
         self.name
             .clone()
-            .unwrap_or_else(|| format!("gcsd{}", self.node_id))
+            .unwrap_or_else(|| proto::default_member_name(self.node_id))
     }
 
     pub fn group_advertise(&self) -> &str {

@@ -30,7 +30,7 @@ use crate::wire::{Connection, Request, Response};
 /// Why a change was not committed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error, Serialize, Deserialize)]
 pub enum ProposeError {
-    #[error("No quorum: this member cannot commit ({0})")]
+    #[error("{}", proto::no_quorum_text(.0))]
     NoQuorum(String),
     #[error("{0}")]
     Rejected(String),

@@ -85,13 +85,7 @@ impl PluginPort {
         let (mut reader, mut writer) = stream.into_split();
         let Ok(_permit) = self.connections.clone().try_acquire_owned() else {
             self.group.metrics.plugin_refused.inc();
-            let reply = Reply::new(
-                Errno::TooManyConnections,
-                format!(
-                    "Too many connections: at most {} are served; try again later",
-                    self.max_connections
-                ),
-            );
+            let reply = Reply::too_many_connections(self.max_connections);
             return send(&mut writer, &reply.to_line()).await;
         };
         let mut lines = LineBuffer::new(MAX_LINE);
@@ -114,8 +108,7 @@ impl PluginPort {
             let read = tokio::select! {
                 r = tokio::time::timeout(self.idle_timeout, reader.read(&mut buf)) => r,
                 () = self.shutdown.cancelled() => {
-                    let bye = Reply::new(Errno::ShuttingDown, "Shutting down: this gcsd is stopping");
-                    return send(&mut writer, &bye.to_line()).await;
+                    return send(&mut writer, &Reply::shutting_down().to_line()).await;
                 }
             };
             match read {
@@ -148,13 +141,7 @@ impl PluginPort {
             Command::Heartbeat { server, status } => match self.local.heartbeat(&server, status) {
                 HeartbeatOutcome::Recorded => match self.group.quorum_problem() {
                     None => Reply::ok(),
-                    Some(why) => Reply::new(
-                        Errno::NoQuorum,
-                        format!(
-                            "{} (heartbeat recorded on this member)",
-                            ProposeError::NoQuorum(why)
-                        ),
-                    ),
+                    Some(why) => Reply::heartbeat_without_quorum(&why),
                 },
                 HeartbeatOutcome::Changed(cmd) => {
                     committed(self.local.commit_status_change(cmd).await)
@@ -208,8 +195,7 @@ impl PluginPort {
                         if read? == 0 { return Ok(()); }
                     }
                     () = self.shutdown.cancelled() => {
-                        let bye = Reply::new(Errno::ShuttingDown, "Shutting down: this gcsd is stopping");
-                        return send(&mut writer, &bye.to_line()).await;
+                        return send(&mut writer, &Reply::shutting_down().to_line()).await;
                     }
                 }
             }
@@ -220,7 +206,13 @@ impl PluginPort {
 fn committed(result: Result<(), ProposeError>) -> Reply {
     match result {
         Ok(()) => Reply::ok(),
-        Err(e) => Reply::new(Errno::NoQuorum, e.to_string()),
+        Err(ProposeError::NoQuorum(why)) => Reply::no_quorum(&why),
+        Err(ProposeError::Rejected(why)) => Reply::rejected(&why),
+        // `propose` follows a moving leader until its timeout, so `NotLeader` does not reach
+        // here; if it ever did, it is a failure of this member, not an answer of the group.
+        Err(e @ (ProposeError::NotLeader { .. } | ProposeError::Failed(_))) => {
+            Reply::failed(&e.to_string())
+        }
     }
 }
 
@@ -228,10 +220,7 @@ fn committed(result: Result<(), ProposeError>) -> Reply {
 fn block(view: &ServerListView) -> String {
     let header = match &view.stale {
         None => Reply::new(Errno::Ok, ""),
-        Some(why) => Reply::new(
-            Errno::Stale,
-            format!("Stale serverlist: this member cannot commit ({why})"),
-        ),
+        Some(why) => Reply::stale(why),
     };
     ServerList {
         header,
@@ -244,4 +233,36 @@ async fn send(writer: &mut OwnedWriteHalf, text: &str) -> std::io::Result<()> {
     tokio::time::timeout(WRITE_TIMEOUT, writer.write_all(text.as_bytes()))
         .await
         .map_err(|_| std::io::Error::other("client did not read its reply in time"))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each way a change can fail reaches the client under its own errno.
+    #[test]
+    fn proposal_outcomes_and_their_replies() {
+        let table: [(Result<(), ProposeError>, &str); 5] = [
+            (Ok(()), "0 OK\n"),
+            (
+                Err(ProposeError::NoQuorum("no leader is known".into())),
+                "6 No quorum: this member cannot commit (no leader is known)\n",
+            ),
+            (
+                Err(ProposeError::Rejected("member 2 is marked down".into())),
+                "12 Rejected: member 2 is marked down\n",
+            ),
+            (
+                Err(ProposeError::Failed("Raft stopped: x".into())),
+                "13 Failed: the change may not have been committed (Raft stopped: x)\n",
+            ),
+            (
+                Err(ProposeError::NotLeader { leader: None }),
+                "13 Failed: the change may not have been committed (this member is not the leader)\n",
+            ),
+        ];
+        for (result, line) in table {
+            assert_eq!(committed(result).to_line(), line);
+        }
+    }
 }

@@ -227,7 +227,7 @@ impl GroupState {
     pub fn member_name(&self, member: MemberId) -> String {
         self.members
             .get(&member)
-            .map_or_else(|| format!("gcsd{member}"), |m| m.name.clone())
+            .map_or_else(|| proto::default_member_name(member), |m| m.name.clone())
     }
 }
 

@@ -5,7 +5,7 @@ use std::fmt;
 
 use thiserror::Error;
 
-use crate::reply::Errno;
+use crate::errno::Errno;
 use crate::vocabulary::{
     as_token, split_tokens, strip_terminator, Role, ServerKey, Status, MAX_TOKEN,
 };

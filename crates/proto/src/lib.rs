@@ -9,13 +9,18 @@
 #[cfg(feature = "serde")]
 pub mod admin;
 mod command;
+mod errno;
 mod framing;
 mod reply;
 mod serverlist;
 mod vocabulary;
 
 pub use command::{Command, ProtoError, Verb};
+pub use errno::Errno;
 pub use framing::{LineBuffer, LineTooLong, MAX_LINE};
-pub use reply::{Errno, Reply};
+pub use reply::{no_quorum_text, Reply};
 pub use serverlist::{BlockReader, ServerList, ServerRow};
-pub use vocabulary::{ParseError, Role, ServerKey, Status, MAX_TOKEN};
+pub use vocabulary::{
+    default_member_name, is_token, member_name_problem, ParseError, Role, ServerKey, Status,
+    MAX_MEMBER_NAME, MAX_TOKEN,
+};

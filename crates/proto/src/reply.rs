@@ -1,51 +1,10 @@
-//! Daemon-to-plugin replies: the errno codes and the `<errno> <text>` line.
+//! Daemon-to-plugin replies: the `<errno> <text>` line, and the exact text of every reply the
+//! daemon makes itself (errnos 6, 7 and 9 to 13).
 
 use crate::command::ProtoError;
+use crate::errno::Errno;
 use crate::framing::LineTooLong;
 use crate::vocabulary::{strip_str_terminator, ParseError, ServerKey};
-
-/// Reply codes of the plugin port; 0 is success.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Errno {
-    Ok = 0,
-    InvalidCommand = 1,
-    WrongParameterCount = 2,
-    UnknownStatus = 3,
-    UnknownRole = 4,
-    InvalidParameter = 5,
-    NoQuorum = 6,
-    /// Header of a serverlist block the daemon could not confirm with a quorum.
-    Stale = 7,
-    LineTooLong = 8,
-    UnknownServer = 9,
-    TooManyConnections = 10,
-    ShuttingDown = 11,
-}
-
-impl Errno {
-    pub const ALL: [Errno; 12] = [
-        Errno::Ok,
-        Errno::InvalidCommand,
-        Errno::WrongParameterCount,
-        Errno::UnknownStatus,
-        Errno::UnknownRole,
-        Errno::InvalidParameter,
-        Errno::NoQuorum,
-        Errno::Stale,
-        Errno::LineTooLong,
-        Errno::UnknownServer,
-        Errno::TooManyConnections,
-        Errno::ShuttingDown,
-    ];
-
-    pub fn code(self) -> u16 {
-        self as u16
-    }
-
-    pub fn from_code(code: u16) -> Option<Errno> {
-        Errno::ALL.into_iter().find(|errno| errno.code() == code)
-    }
-}
 
 /// One reply line; also the header line of a serverlist block.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +39,56 @@ impl Reply {
         )
     }
 
+    /// Error 6: the change was not committed because this member cannot reach a majority.
+    pub fn no_quorum(why: &str) -> Self {
+        Reply::new(Errno::NoQuorum, no_quorum_text(why))
+    }
+
+    /// Error 6 for a heartbeat: recorded by this member, but the group cannot be told.
+    pub fn heartbeat_without_quorum(why: &str) -> Self {
+        Reply::new(
+            Errno::NoQuorum,
+            format!(
+                "{} (heartbeat recorded on this member)",
+                no_quorum_text(why)
+            ),
+        )
+    }
+
+    /// Error 7, the header of a serverlist block that is this member's last known list.
+    pub fn stale(why: &str) -> Self {
+        Reply::new(
+            Errno::Stale,
+            format!("Stale serverlist: this member cannot commit ({why})"),
+        )
+    }
+
+    /// Error 10, before the daemon closes a connection over its limit of `max`.
+    pub fn too_many_connections(max: usize) -> Self {
+        Reply::new(
+            Errno::TooManyConnections,
+            format!("Too many connections: at most {max} are served; try again later"),
+        )
+    }
+
+    /// Error 11, to every open connection when the daemon stops.
+    pub fn shutting_down() -> Self {
+        Reply::new(Errno::ShuttingDown, "Shutting down: this gcsd is stopping")
+    }
+
+    /// Error 12: the group refused the change, for the reason given.
+    pub fn rejected(why: &str) -> Self {
+        Reply::new(Errno::Rejected, format!("Rejected: {why}"))
+    }
+
+    /// Error 13: this member failed while committing the change.
+    pub fn failed(why: &str) -> Self {
+        Reply::new(
+            Errno::Failed,
+            format!("Failed: the change may not have been committed ({why})"),
+        )
+    }
+
     /// `<code> <text>\n`. Control characters in the text would break line framing, so they
     /// are printed as spaces.
     pub fn to_line(&self) -> String {
@@ -109,6 +118,11 @@ impl Reply {
     }
 }
 
+/// The text of error 6, also how gcsd words the problem to operators.
+pub fn no_quorum_text(why: &str) -> String {
+    format!("No quorum: this member cannot commit ({why})")
+}
+
 impl From<&ProtoError> for Reply {
     fn from(error: &ProtoError) -> Self {
         Reply::new(error.errno(), error.to_string())
@@ -124,14 +138,6 @@ impl From<&LineTooLong> for Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn codes_round_trip() {
-        for errno in Errno::ALL {
-            assert_eq!(Errno::from_code(errno.code()), Some(errno));
-        }
-        assert_eq!(Errno::from_code(12), None);
-    }
 
     #[test]
     fn lines() {
@@ -161,7 +167,7 @@ mod tests {
         assert_eq!(reason(""), "expected '<errno> <text>'");
         assert_eq!(reason("+0 OK"), "errno is not a number");
         assert_eq!(reason(" OK"), "errno is not a number");
-        assert_eq!(reason("12 OK"), "unknown errno");
+        assert_eq!(reason("14 OK"), "unknown errno");
         assert_eq!(reason("99999999999 OK"), "unknown errno");
     }
 }

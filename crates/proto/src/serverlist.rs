@@ -3,7 +3,8 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use crate::reply::{Errno, Reply};
+use crate::errno::Errno;
+use crate::reply::Reply;
 use crate::vocabulary::{
     as_token, split_str_tokens, strip_str_terminator, ParseError, Role, ServerKey, Status,
 };

@@ -1,5 +1,5 @@
-//! The words both sides share: server status and role, server identity, the token rule and
-//! the error for daemon output a client cannot understand.
+//! The words both sides share: server status and role, server identity, the token and
+//! member-name rules, and the error for daemon output a client cannot understand.
 
 use std::fmt;
 use std::str::FromStr;
@@ -8,6 +8,28 @@ use thiserror::Error;
 
 /// Longest parameter token, so echoed tokens and stored columns stay bounded.
 pub const MAX_TOKEN: usize = 255;
+
+/// Longest member name (`<member>` in the serverlist, `ISIS2_MEMBER` in the table).
+pub const MAX_MEMBER_NAME: usize = 64;
+
+/// Whether `text` is usable as a parameter token: 1 to [`MAX_TOKEN`] printable ASCII characters
+/// without spaces.
+pub fn is_token(text: &str) -> bool {
+    as_token(text.as_bytes()).is_some()
+}
+
+/// What is wrong with `name` as a member name, if anything. A member name is a token of at most
+/// [`MAX_MEMBER_NAME`] characters, so it fits one serverlist field and its table column.
+pub fn member_name_problem(name: &str) -> Option<String> {
+    (name.len() > MAX_MEMBER_NAME || !is_token(name)).then(|| {
+        format!("name {name:?} must be 1 to {MAX_MEMBER_NAME} printable ASCII characters without spaces")
+    })
+}
+
+/// The name of member `id` when its operator gave none.
+pub fn default_member_name(id: u64) -> String {
+    format!("gcsd{id}")
+}
 
 /// Output from the daemon that a client could not understand.
 ///
@@ -185,6 +207,20 @@ mod tests {
         assert_eq!(as_token(b"a b"), None);
         assert_eq!(as_token(b"a\x7f"), None);
         assert_eq!(as_token("h\u{e9}".as_bytes()), None);
+        assert!(is_token("db1") && !is_token("d b") && !is_token(""));
+    }
+
+    #[test]
+    fn member_names() {
+        assert_eq!(member_name_problem(&default_member_name(3)), None);
+        assert_eq!(default_member_name(3), "gcsd3");
+        assert_eq!(member_name_problem(&"m".repeat(MAX_MEMBER_NAME)), None);
+        assert!(member_name_problem(&"m".repeat(MAX_MEMBER_NAME + 1)).is_some());
+        assert_eq!(
+            member_name_problem("gcsd 1").as_deref(),
+            Some("name \"gcsd 1\" must be 1 to 64 printable ASCII characters without spaces")
+        );
+        assert!(member_name_problem("").is_some());
     }
 
     #[test]

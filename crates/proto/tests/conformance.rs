@@ -197,6 +197,77 @@ fn daemon_side_replies() {
     );
 }
 
+/// Every reply the daemon makes itself, exactly as the README documents it.
+#[test]
+fn daemon_side_replies_byte_for_byte() {
+    let why = "the leader hears from 1 of 3 voters and needs 2";
+    let table: &[(Reply, &str)] = &[
+        (
+            Reply::no_quorum(why),
+            "6 No quorum: this member cannot commit (the leader hears from 1 of 3 voters and needs 2)\n",
+        ),
+        (
+            Reply::heartbeat_without_quorum("no leader heard from since start"),
+            "6 No quorum: this member cannot commit (no leader heard from since start) (heartbeat recorded on this member)\n",
+        ),
+        (
+            Reply::stale(why),
+            "7 Stale serverlist: this member cannot commit (the leader hears from 1 of 3 voters and needs 2)\n",
+        ),
+        (
+            Reply::from(&LineTooLong { max: MAX_LINE }),
+            "8 Line too long: at most 1024 bytes per line; closing connection\n",
+        ),
+        (
+            Reply::unknown_server(&ServerKey::new("db1", "/run/mysqld/mysqld.sock")),
+            "9 Unknown server 'db1 /run/mysqld/mysqld.sock', join first\n",
+        ),
+        (
+            Reply::too_many_connections(10000),
+            "10 Too many connections: at most 10000 are served; try again later\n",
+        ),
+        (
+            Reply::shutting_down(),
+            "11 Shutting down: this gcsd is stopping\n",
+        ),
+        (
+            Reply::rejected("member 2 is marked down; it must announce itself before registering servers"),
+            "12 Rejected: member 2 is marked down; it must announce itself before registering servers\n",
+        ),
+        (
+            Reply::failed("Raft stopped: panicked"),
+            "13 Failed: the change may not have been committed (Raft stopped: panicked)\n",
+        ),
+    ];
+    for (reply, line) in table {
+        assert_eq!(reply.to_line(), *line);
+        assert_eq!(Reply::parse(line).as_ref(), Ok(reply));
+    }
+}
+
+/// Errnos 1 to 5 come from the parser and 6 to 13 from the daemon's constructors; together
+/// the tests of this file cover every code.
+#[test]
+fn every_errno_has_a_conformance_case() {
+    let covered = [
+        Errno::Ok,
+        Errno::InvalidCommand,
+        Errno::WrongParameterCount,
+        Errno::UnknownStatus,
+        Errno::UnknownRole,
+        Errno::InvalidParameter,
+        Reply::no_quorum("").errno,
+        Reply::stale("").errno,
+        Reply::from(&LineTooLong { max: 1 }).errno,
+        Reply::unknown_server(&ServerKey::new("a", "b")).errno,
+        Reply::too_many_connections(1).errno,
+        Reply::shutting_down().errno,
+        Reply::rejected("").errno,
+        Reply::failed("").errno,
+    ];
+    assert_eq!(covered, Errno::ALL);
+}
+
 #[test]
 fn canonical_client_lines() {
     let cases = [
