@@ -18,6 +18,10 @@
 //! DROP on INPUT from and OUTPUT to the other two members' addresses, so the test (10.199.X.1)
 //! still reaches the isolated member's plugin and admin ports. Healing deletes those rules.
 //!
+//! Traffic between the namespaces crosses the bridge, and where Docker runs (br_netfilter
+//! loaded, FORWARD policy DROP) bridged packets meet the root namespace's FORWARD chain: the
+//! lab accepts its own bridge there while it exists, as Docker does for docker0.
+//!
 //! Needs root (CI runs as root): without it the test fails, it does not skip.
 
 mod common;
@@ -455,6 +459,9 @@ impl Lab {
         run(&["ip", "link", "add", &br, "type", "bridge"]);
         run(&["ip", "addr", "add", &format!("{net}.1/24"), "dev", &br]);
         run(&["ip", "link", "set", &br, "up"]);
+        let mut accept = lab.forward_rule("-I");
+        accept.insert(5, "1");
+        run(&accept);
         for ((ns, veth), ip) in lab.namespaces.iter().zip(&lab.veths).zip(&lab.ips) {
             run(&["ip", "netns", "add", ns]);
             run(&[
@@ -534,6 +541,15 @@ impl Lab {
             quiet(&["ip", "netns", "del", ns]);
         }
         quiet(&["ip", "link", "del", &self.bridge]);
+        quiet(&self.forward_rule("-D"));
+    }
+
+    /// `iptables <op> FORWARD` for the rule that lets the bridge forward between its ports.
+    fn forward_rule<'a>(&'a self, op: &'a str) -> Vec<&'a str> {
+        let br = self.bridge.as_str();
+        vec![
+            "iptables", "-w", "5", op, "FORWARD", "-i", br, "-o", br, "-j", "ACCEPT",
+        ]
     }
 }
 
