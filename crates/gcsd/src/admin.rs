@@ -11,10 +11,11 @@ use axum::{Json, Router};
 use proto::admin::AddMemberRequest;
 use tokio_util::sync::CancellationToken;
 
-use crate::group::{Group, ProposeError};
+use crate::group::Group;
 use crate::plugin_port::PluginPort;
 use crate::raft::MemberNode;
 use crate::state::MemberId;
+use crate::wire::ProposeError;
 
 #[derive(Clone)]
 pub struct Admin {

@@ -14,8 +14,9 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::group::{Group, ProposeError, ServerListView};
+use crate::group::{Group, ServerListView};
 use crate::local_servers::{HeartbeatOutcome, LocalServers};
+use crate::wire::ProposeError;
 
 /// A client that does not take a reply within this time is dropped.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);

@@ -1,4 +1,4 @@
-//! The embedded openraft instance: its type configuration, durable storage and TCP network.
+//! The embedded openraft instance: its type configuration, durable storage and network.
 
 pub mod network;
 pub mod store;

@@ -1,8 +1,8 @@
-//! openraft's client side of the member-to-member wire. It also records when each peer last
-//! answered: openraft 0.9's metrics have no per-follower contact times, and the leader's view of
-//! who is alive is built from these.
+//! openraft's client side of the member-to-member wire, over any `Transport`. It also records
+//! when each peer last answered: openraft 0.9's metrics have no per-follower contact times, and
+//! the leader's view of who is alive is built from these.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,9 +18,10 @@ use openraft::raft::{
 use openraft::{Snapshot, Vote};
 use parking_lot::Mutex;
 
-use super::store::Identity;
 use super::{MemberNode, TypeConfig};
+use crate::identity::Identity;
 use crate::state::MemberId;
+use crate::wire::transport::Transport;
 use crate::wire::{Connection, Request, Response, WireError};
 
 /// When each peer last answered a request of ours.
@@ -32,8 +33,13 @@ impl Contacts {
         self.0.lock().insert(peer, Instant::now());
     }
 
-    pub fn last(&self, peer: MemberId) -> Option<Instant> {
-        self.0.lock().get(&peer).copied()
+    /// How long ago each peer last answered.
+    pub fn ages(&self) -> BTreeMap<MemberId, Duration> {
+        self.0
+            .lock()
+            .iter()
+            .map(|(&peer, t)| (peer, t.elapsed()))
+            .collect()
     }
 }
 
@@ -41,6 +47,7 @@ impl Contacts {
 #[derive(Clone)]
 pub struct Network {
     pub me: Identity,
+    pub transport: Arc<dyn Transport>,
     pub contacts: Contacts,
     pub connect_timeout: Duration,
 }
@@ -74,6 +81,7 @@ impl PeerLink {
             Some(c) => c,
             None => self.conn.insert(
                 Connection::open(
+                    &*self.net.transport,
                     &self.addr,
                     &self.net.me,
                     self.net.connect_timeout.min(timeout),
@@ -111,7 +119,8 @@ fn rpc_error<E: std::error::Error>(e: WireError) -> RPCError<MemberId, MemberNod
 
 fn unexpected(resp: &Response) -> NetworkError {
     NetworkError::new(&std::io::Error::other(format!(
-        "unexpected answer from peer: {resp:?}"
+        "unexpected answer from peer: {}",
+        resp.kind()
     )))
 }
 

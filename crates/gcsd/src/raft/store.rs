@@ -17,7 +17,6 @@ use openraft::{
     AnyError, EntryPayload, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftLogReader,
     RaftSnapshotBuilder, SnapshotMeta, StorageError, StorageIOError, StoredMembership, Vote,
 };
-use parking_lot::Mutex;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -25,7 +24,6 @@ use tokio::sync::watch;
 
 use super::{Entry, MemberNode, TypeConfig};
 use crate::state::{Applied, GroupState, MemberId};
-use crate::wire::{Hello, MAGIC, WIRE_VERSION};
 
 const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -59,89 +57,34 @@ fn write_error(e: impl std::error::Error + 'static) -> StorageError<MemberId> {
 /// Opens (or creates) the store at `dir/raft.redb`.
 pub fn open(
     dir: &Path,
-    me: MemberId,
-) -> Result<(LogStore, StateMachineStore, Identity), redb::DatabaseError> {
+) -> Result<(LogStore, StateMachineStore, GroupIdStore), redb::DatabaseError> {
     let db = Arc::new(Database::create(dir.join("raft.redb"))?);
     let corrupted = |e: StorageError<MemberId>| {
         redb::DatabaseError::Storage(redb::StorageError::Corrupted(format!(
             "cannot read the store: {e}"
         )))
     };
-    let group = get_meta::<String>(&db, KEY_GROUP).map_err(corrupted)?;
     Ok((
         LogStore { db: db.clone() },
         StateMachineStore::new(db.clone()).map_err(corrupted)?,
-        Identity {
-            me,
-            db,
-            group: Arc::new(Mutex::new(group)),
-        },
+        GroupIdStore { db },
     ))
 }
 
-/// Who this member is on the wire: its id and the group it belongs to, so that members of two
-/// different groups never mix their logs. The group id is made when a group is created; a
-/// joining member with an empty data dir takes the group id of the first member it talks to.
+/// The id of the group this member belongs to, kept beside its log: a log only makes sense
+/// within its group.
 #[derive(Clone)]
-pub struct Identity {
-    pub me: MemberId,
+pub struct GroupIdStore {
     db: Arc<Database>,
-    group: Arc<Mutex<Option<String>>>,
 }
 
-impl Identity {
-    pub fn group(&self) -> Option<String> {
-        self.group.lock().clone()
+impl GroupIdStore {
+    pub fn load(&self) -> StorageResult<Option<String>> {
+        get_meta(&self.db, KEY_GROUP)
     }
 
-    /// Names a new group; called once, when this member creates it.
-    pub fn create_group(&self) -> StorageResult<String> {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos();
-        let id = format!("{nanos:x}-{:x}-{}", std::process::id(), self.me);
-        put_meta(&self.db, KEY_GROUP, &id)?;
-        *self.group.lock() = Some(id.clone());
-        Ok(id)
-    }
-
-    pub fn hello(&self) -> Hello {
-        Hello {
-            magic: MAGIC.to_owned(),
-            version: WIRE_VERSION,
-            from: self.me,
-            group: self.group(),
-        }
-    }
-
-    /// Accepts a peer's hello, or says why not. A member without a group adopts the peer's.
-    pub fn accept(&self, hello: &Hello) -> Result<(), String> {
-        if hello.magic != MAGIC {
-            return Err(format!("not a mysql-gcs member (magic {:?})", hello.magic));
-        }
-        if hello.version != WIRE_VERSION {
-            return Err(format!(
-                "wire version {} is not supported (this member speaks {WIRE_VERSION})",
-                hello.version
-            ));
-        }
-        let mut mine = self.group.lock();
-        match (mine.as_deref(), hello.group.as_deref()) {
-            (Some(a), Some(b)) if a != b => Err(format!(
-                "member {} belongs to group {b} and this member to group {a}; a member started \
-                 without --join on an empty data_dir creates a group of its own: stop it, empty \
-                 its data_dir and start it again with --join",
-                hello.from
-            )),
-            (None, Some(b)) => {
-                put_meta(&self.db, KEY_GROUP, &b.to_owned()).map_err(|e| e.to_string())?;
-                tracing::info!(group = b, via = hello.from, "joined group");
-                *mine = Some(b.to_owned());
-                Ok(())
-            }
-            _ => Ok(()),
-        }
+    pub async fn save(&self, id: &str) -> StorageResult<()> {
+        put_meta(&self.db, KEY_GROUP, &id).await
     }
 }
 
@@ -160,15 +103,25 @@ fn get_meta<T: DeserializeOwned>(db: &Database, key: &str) -> StorageResult<Opti
         .map_err(read_error)
 }
 
-/// Runs a write transaction (which fsyncs) off the async workers: with two workers, a slow disk
-/// would otherwise stall the plugin port and the Raft heartbeats for as long as the fsync takes.
-fn durably<T>(write: impl FnOnce() -> T) -> T {
-    tokio::task::block_in_place(write)
+/// Runs a write transaction (which fsyncs) on tokio's blocking pool: with two async workers, a
+/// slow disk would otherwise stall the plugin port and the Raft heartbeats for as long as the
+/// fsync takes.
+async fn durably<T: Send + 'static>(
+    write: impl FnOnce() -> StorageResult<T> + Send + 'static,
+) -> StorageResult<T> {
+    tokio::task::spawn_blocking(write)
+        .await
+        .map_err(write_error)?
 }
 
-fn put_meta<T: Serialize>(db: &Database, key: &str, value: &T) -> StorageResult<()> {
+async fn put_meta<T: Serialize>(
+    db: &Arc<Database>,
+    key: &'static str,
+    value: &T,
+) -> StorageResult<()> {
     let bytes = serde_json::to_vec(value).map_err(write_error)?;
-    durably(|| {
+    let db = db.clone();
+    durably(move || {
         let txn = db.begin_write().map_err(write_error)?;
         txn.open_table(META)
             .map_err(write_error)?
@@ -176,6 +129,7 @@ fn put_meta<T: Serialize>(db: &Database, key: &str, value: &T) -> StorageResult<
             .map_err(write_error)?;
         txn.commit().map_err(write_error)
     })
+    .await
 }
 
 /// The Raft log and vote. Every append is fsynced (redb's default durability) before openraft
@@ -201,15 +155,17 @@ impl LogStore {
     }
 
     /// Deletes the entries whose index is in `range`.
-    fn delete(&self, range: impl RangeBounds<u64>) -> StorageResult<()> {
-        durably(|| {
-            let txn = self.db.begin_write().map_err(write_error)?;
+    async fn delete(&self, range: impl RangeBounds<u64> + Send + 'static) -> StorageResult<()> {
+        let db = self.db.clone();
+        durably(move || {
+            let txn = db.begin_write().map_err(write_error)?;
             {
                 let mut table = txn.open_table(LOG).map_err(write_error)?;
                 table.retain_in(range, |_, _| false).map_err(write_error)?;
             }
             txn.commit().map_err(write_error)
         })
+        .await
     }
 }
 
@@ -252,7 +208,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<MemberId>) -> StorageResult<()> {
-        put_meta(&self.db, KEY_VOTE, vote)
+        put_meta(&self.db, KEY_VOTE, vote).await
     }
 
     async fn read_vote(&mut self) -> StorageResult<Option<Vote<MemberId>>> {
@@ -260,7 +216,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId<MemberId>>) -> StorageResult<()> {
-        put_meta(&self.db, KEY_COMMITTED, &committed)
+        put_meta(&self.db, KEY_COMMITTED, &committed).await
     }
 
     async fn read_committed(&mut self) -> StorageResult<Option<LogId<MemberId>>> {
@@ -276,37 +232,39 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .into_iter()
             .map(|e| Ok((e.log_id.index, serde_json::to_vec(&e).map_err(write_error)?)))
             .collect::<StorageResult<Vec<_>>>()?;
-        let committed = durably(|| {
-            let txn = self.db.begin_write()?;
-            {
-                let mut table = txn.open_table(LOG)?;
-                for (index, bytes) in &encoded {
-                    table.insert(*index, bytes.as_slice())?;
+        let db = self.db.clone();
+        let committed = durably(move || {
+            let write = || {
+                let txn = db.begin_write()?;
+                {
+                    let mut table = txn.open_table(LOG)?;
+                    for (index, bytes) in &encoded {
+                        table.insert(*index, bytes.as_slice())?;
+                    }
                 }
-            }
-            // redb's default durability fsyncs on commit: the flush is done when it returns.
-            txn.commit()?;
-            Ok::<_, redb::Error>(())
-        });
-        match committed {
-            Ok(()) => {
-                callback.log_io_completed(Ok(()));
-                Ok(())
-            }
-            Err(e) => {
-                callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
-                Err(write_error(e))
-            }
-        }
+                // redb's default durability fsyncs on commit: the flush is done when it returns.
+                txn.commit()?;
+                Ok::<_, redb::Error>(())
+            };
+            write().map_err(write_error)
+        })
+        .await;
+        callback.log_io_completed(
+            committed
+                .as_ref()
+                .map(|_| ())
+                .map_err(|e| std::io::Error::other(e.to_string())),
+        );
+        committed
     }
 
     async fn truncate(&mut self, log_id: LogId<MemberId>) -> StorageResult<()> {
-        self.delete(log_id.index..)
+        self.delete(log_id.index..).await
     }
 
     async fn purge(&mut self, log_id: LogId<MemberId>) -> StorageResult<()> {
-        put_meta(&self.db, KEY_PURGED, &log_id)?;
-        self.delete(..=log_id.index)
+        put_meta(&self.db, KEY_PURGED, &log_id).await?;
+        self.delete(..=log_id.index).await
     }
 }
 
@@ -385,7 +343,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             last.map_or(0, |l| l.leader_id.term),
             last.map_or(0, |l| l.index)
         );
-        put_meta(&self.db, KEY_SNAPSHOT, &self.snap)?;
+        put_meta(&self.db, KEY_SNAPSHOT, &self.snap).await?;
         Ok(self.snap.to_snapshot())
     }
 }
@@ -459,7 +417,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             meta: meta.clone(),
             state: *snapshot,
         };
-        put_meta(&self.db, KEY_SNAPSHOT, &snap)?;
+        put_meta(&self.db, KEY_SNAPSHOT, &snap).await?;
         tracing::info!(
             up_to = snap.meta.last_log_id.map_or(0, |l| l.index),
             servers = snap.state.servers.len(),

@@ -1,21 +1,22 @@
-//! The server side of the member-to-member wire: one task per connection, one request at a
-//! time, each handed to this member's Raft or group logic.
+//! The serving side of the member-to-member wire: one task per connection, one request at a
+//! time, each handed to this member's Raft or group logic. `app` binds the listener and spawns
+//! [`serve`]; the group never binds a port itself.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::raft::AppendEntriesResponse;
 use openraft::Snapshot;
-use tokio::io::{BufReader, BufWriter};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::BufStream;
 
+use super::transport::{Acceptor, BoxStream};
+use super::{read_frame, write_frame, Handshake, Hello, MembershipChange, Request, Response};
 use crate::group::Group;
-use crate::wire::{read_frame, write_frame, Hello, Request, Response};
 
 /// A peer must introduce itself within this time.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 
-pub async fn serve(listener: TcpListener, group: Arc<Group>) {
+pub async fn serve(mut listener: Box<dyn Acceptor>, group: Arc<Group>) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
@@ -35,23 +36,20 @@ pub async fn serve(listener: TcpListener, group: Arc<Group>) {
     }
 }
 
-async fn serve_peer(stream: TcpStream, group: &Group) -> std::io::Result<()> {
-    stream.set_nodelay(true).ok();
-    let (r, w) = stream.into_split();
-    let mut reader = BufReader::new(r);
-    let mut writer = BufWriter::new(w);
-    let hello: Hello = tokio::time::timeout(HELLO_TIMEOUT, read_frame(&mut reader))
+async fn serve_peer(stream: BoxStream, group: &Group) -> std::io::Result<()> {
+    let mut stream = BufStream::new(stream);
+    let hello: Hello = tokio::time::timeout(HELLO_TIMEOUT, read_frame(&mut stream))
         .await
         .map_err(|_| std::io::Error::other("no hello in time"))??;
-    write_frame(&mut writer, &group.identity.hello()).await?;
-    if let Err(why) = group.identity.accept(&hello) {
+    write_frame(&mut stream, &group.identity.hello()).await?;
+    if let Err(why) = group.identity.accept(&hello).await {
         tracing::warn!("refused a group connection: {why}");
         return Ok(());
     }
     loop {
-        let req: Request = read_frame(&mut reader).await?;
+        let req: Request = read_frame(&mut stream).await?;
         let resp = answer(group, req).await;
-        write_frame(&mut writer, &resp).await?;
+        write_frame(&mut stream, &resp).await?;
     }
 }
 
@@ -77,8 +75,13 @@ async fn answer(group: &Group, req: Request) -> Response {
             Response::FullSnapshot(r.map_err(|e| e.to_string()))
         }
         Request::Propose(cmd) => Response::Propose(group.propose_here(cmd).await),
-        req @ (Request::AddMember { .. } | Request::RemoveMember { .. }) => {
-            Response::Admin(group.admin_here(req).await)
+        Request::AddMember { id, node } => {
+            let change = MembershipChange::AddMember { id, node };
+            Response::Admin(group.admin_here(change).await)
+        }
+        Request::RemoveMember { id } => {
+            let change = MembershipChange::RemoveMember { id };
+            Response::Admin(group.admin_here(change).await)
         }
     }
 }

@@ -1,0 +1,112 @@
+//! The wiring of one gcsd, and nothing else: bind the listeners, open the group, serve it,
+//! bootstrap it, spawn the plugin port and admin HTTP, wait for a signal or an admin shutdown,
+//! then leave and drain.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::wire::transport::{Tcp, Transport};
+use crate::{admin, group, local_servers, metrics, plugin_port, wire};
+
+pub async fn run(cfg: Config) -> anyhow::Result<()> {
+    let cfg = Arc::new(cfg);
+    // Every plugin connection is a descriptor: take the hard limit, not the default soft one.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) if (n as usize) < cfg.max_plugin_connections + 64 => tracing::warn!(
+            limit = n,
+            max_plugin_connections = cfg.max_plugin_connections,
+            "the open-files limit is below max_plugin_connections; raise it (ulimit -n)"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!("cannot raise the open-files limit: {e}"),
+    }
+    // Bind every port first, so a port conflict fails before the group is opened or joined.
+    let plugin_listener = plugin_port::bind(&cfg.plugin_listen)
+        .with_context(|| format!("cannot listen on plugin_listen {}", cfg.plugin_listen))?;
+    let admin_listener = TcpListener::bind(&cfg.admin_listen)
+        .await
+        .with_context(|| format!("cannot listen on admin_listen {}", cfg.admin_listen))?;
+    let transport: Arc<dyn Transport> = Arc::new(Tcp);
+    let group_listener = transport
+        .bind(&cfg.group_listen)
+        .await
+        .with_context(|| format!("cannot listen on group_listen {}", cfg.group_listen))?;
+
+    let metrics = Arc::new(metrics::Metrics::new());
+    let group = group::Group::open(cfg.clone(), metrics, transport).await?;
+    // Served before bootstrap: a joining member is only added once the leader can reach it.
+    tokio::spawn(wire::server::serve(group_listener, group.clone()));
+    group.bootstrap().await?;
+    let local = local_servers::LocalServers::new(group.clone());
+    tokio::spawn(local.clone().reconcile());
+
+    let shutdown = CancellationToken::new();
+    let port = Arc::new(plugin_port::PluginPort {
+        group: group.clone(),
+        local,
+        connections: Arc::new(Semaphore::new(cfg.max_plugin_connections)),
+        max_connections: cfg.max_plugin_connections,
+        idle_timeout: Duration::from_secs(cfg.plugin_idle_timeout_secs),
+        shutdown: shutdown.clone(),
+    });
+    tokio::spawn(port.clone().serve(plugin_listener));
+    let admin = admin::router(admin::Admin {
+        group: group.clone(),
+        port: port.clone(),
+        shutdown: shutdown.clone(),
+    });
+    let admin_shutdown = shutdown.clone();
+    tokio::spawn(async move {
+        let serve = axum::serve(admin_listener, admin)
+            .with_graceful_shutdown(admin_shutdown.cancelled_owned());
+        if let Err(e) = serve.await {
+            tracing::error!("admin HTTP stopped: {e}");
+        }
+    });
+    tracing::info!(
+        member = cfg.node_id,
+        name = %group.node.name,
+        plugin = %cfg.plugin_listen,
+        group = %cfg.group_listen,
+        admin = %cfg.admin_listen,
+        "gcsd started"
+    );
+
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: leaving the group"),
+        _ = int.recv() => tracing::info!("SIGINT: leaving the group"),
+        () = shutdown.cancelled() => {}
+    }
+    shutdown.cancel();
+    let grace = cfg.shutdown_grace();
+    let drained = tokio::time::timeout(grace, async {
+        group.leave().await;
+        while port.open_connections() > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            open = port.open_connections(),
+            "grace period over; closing what is left"
+        );
+    }
+    if tokio::time::timeout(grace, group.raft.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("Raft did not stop within the grace period");
+    }
+    tracing::info!("gcsd stopped");
+    Ok(())
+}

@@ -1,0 +1,273 @@
+//! The member-to-member wire: length-prefixed JSON frames, versioned, over a [`Transport`].
+//!
+//! A connection opens with a `Hello` each way (magic, wire version, sender id, group id); after
+//! that the client sends one `Request` frame at a time and reads one `Response`. The hello is
+//! where TLS and authentication will negotiate later.
+//!
+//! Everything that crosses the wire is defined here, next to `WIRE_VERSION`: a change to any of
+//! these types is a change of the wire.
+
+pub mod server;
+pub mod transport;
+
+use std::time::Duration;
+
+use openraft::error::RaftError;
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
+};
+use openraft::{SnapshotMeta, Vote};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufStream};
+
+use crate::raft::{MemberNode, TypeConfig};
+use crate::state::{Applied, Command, GroupState, MemberId};
+use transport::{BoxStream, Transport};
+
+pub const MAGIC: &str = "mysql-gcs group";
+pub const WIRE_VERSION: u32 = 1;
+/// Large enough for a snapshot of thousands of servers, small enough to refuse garbage early.
+pub const MAX_FRAME: usize = 64 << 20;
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Hello {
+    pub magic: String,
+    pub version: u32,
+    pub from: MemberId,
+    /// The sender's group id; none for a member that has not joined one yet.
+    pub group: Option<String>,
+}
+
+/// How a member introduces itself and judges a peer's introduction.
+pub trait Handshake: Send + Sync {
+    fn hello(&self) -> Hello;
+    /// `Err` says why the peer is refused, for the operator.
+    fn accept(&self, hello: &Hello)
+        -> impl std::future::Future<Output = Result<(), String>> + Send;
+}
+
+/// A change of the group's membership, executed by the leader.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum MembershipChange {
+    /// Add this member to the group (as a learner; the leader promotes voters).
+    AddMember { id: MemberId, node: MemberNode },
+    /// Remove this member from the group for good.
+    RemoveMember { id: MemberId },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Request {
+    AppendEntries(AppendEntriesRequest<TypeConfig>),
+    Vote(VoteRequest<MemberId>),
+    FullSnapshot {
+        vote: Vote<MemberId>,
+        meta: SnapshotMeta<MemberId, MemberNode>,
+        state: GroupState,
+    },
+    /// Commit this command; sent to the leader by a member that is not.
+    Propose(Command),
+    /// A [`MembershipChange::AddMember`], sent to the leader.
+    AddMember {
+        id: MemberId,
+        node: MemberNode,
+    },
+    /// A [`MembershipChange::RemoveMember`], sent to the leader.
+    RemoveMember {
+        id: MemberId,
+    },
+}
+
+impl From<MembershipChange> for Request {
+    fn from(change: MembershipChange) -> Self {
+        match change {
+            MembershipChange::AddMember { id, node } => Request::AddMember { id, node },
+            MembershipChange::RemoveMember { id } => Request::RemoveMember { id },
+        }
+    }
+}
+
+/// Why a change was not committed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error, Serialize, Deserialize)]
+pub enum ProposeError {
+    #[error("{}", proto::no_quorum_text(.0))]
+    NoQuorum(String),
+    #[error("{0}")]
+    Rejected(String),
+    #[error("this member is not the leader")]
+    NotLeader { leader: Option<MemberNode> },
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// A command the leader committed, and where in the log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Committed {
+    pub applied: Applied,
+    pub index: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Response {
+    AppendEntries(Result<AppendEntriesResponse<MemberId>, RaftError<MemberId>>),
+    Vote(Result<VoteResponse<MemberId>, RaftError<MemberId>>),
+    FullSnapshot(Result<SnapshotResponse<MemberId>, String>),
+    Propose(Result<Committed, ProposeError>),
+    Admin(Result<String, ProposeError>),
+    /// The request could not be decoded or served.
+    Refused(String),
+}
+
+impl Response {
+    /// What kind of answer this is, for a message about an unexpected one (the whole answer
+    /// may be a log batch or a snapshot).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Response::AppendEntries(_) => "AppendEntries",
+            Response::Vote(_) => "Vote",
+            Response::FullSnapshot(_) => "FullSnapshot",
+            Response::Propose(_) => "Propose",
+            Response::Admin(_) => "Admin",
+            Response::Refused(_) => "Refused",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    #[error("cannot connect to {addr}: {source}")]
+    Connect {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("connection to {addr} failed: {source}")]
+    Io {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("{addr} did not answer within {timeout:?}")]
+    Timeout { addr: String, timeout: Duration },
+    #[error("{addr} speaks an incompatible wire: {detail}")]
+    Incompatible { addr: String, detail: String },
+}
+
+pub async fn write_frame<T: Serialize>(
+    w: &mut (impl AsyncWriteExt + Unpin),
+    msg: &T,
+) -> std::io::Result<()> {
+    let body = serde_json::to_vec(msg).map_err(std::io::Error::other)?;
+    let len = u32::try_from(body.len())
+        .ok()
+        .filter(|&l| l as usize <= MAX_FRAME)
+        .ok_or_else(|| {
+            std::io::Error::other(format!("frame of {} bytes is too large", body.len()))
+        })?;
+    w.write_all(&len.to_be_bytes()).await?;
+    w.write_all(&body).await?;
+    w.flush().await
+}
+
+pub async fn read_frame<T: DeserializeOwned>(
+    r: &mut (impl AsyncReadExt + Unpin),
+) -> std::io::Result<T> {
+    let len = r.read_u32().await? as usize;
+    if len > MAX_FRAME {
+        return Err(std::io::Error::other(format!(
+            "frame of {len} bytes exceeds the limit of {MAX_FRAME}"
+        )));
+    }
+    let mut body = vec![0; len];
+    r.read_exact(&mut body).await?;
+    serde_json::from_slice(&body).map_err(std::io::Error::other)
+}
+
+/// A client connection to one member, one request in flight at a time.
+pub struct Connection {
+    addr: String,
+    stream: BufStream<BoxStream>,
+}
+
+impl Connection {
+    pub async fn open(
+        transport: &dyn Transport,
+        addr: &str,
+        me: &impl Handshake,
+        timeout: Duration,
+    ) -> Result<Self, WireError> {
+        let stream = tokio::time::timeout(timeout, transport.connect(addr))
+            .await
+            .map_err(|_| WireError::Timeout {
+                addr: addr.to_owned(),
+                timeout,
+            })?
+            .map_err(|source| WireError::Connect {
+                addr: addr.to_owned(),
+                source,
+            })?;
+        let mut conn = Self {
+            addr: addr.to_owned(),
+            stream: BufStream::new(stream),
+        };
+        let answer: Hello = conn.exchange(&me.hello(), timeout).await?;
+        me.accept(&answer)
+            .await
+            .map_err(|detail| WireError::Incompatible {
+                addr: addr.to_owned(),
+                detail,
+            })?;
+        Ok(conn)
+    }
+
+    pub async fn call(&mut self, req: &Request, timeout: Duration) -> Result<Response, WireError> {
+        self.exchange(req, timeout).await
+    }
+
+    async fn exchange<Q: Serialize, A: DeserializeOwned>(
+        &mut self,
+        msg: &Q,
+        timeout: Duration,
+    ) -> Result<A, WireError> {
+        let io = async {
+            write_frame(&mut self.stream, msg).await?;
+            read_frame(&mut self.stream).await
+        };
+        tokio::time::timeout(timeout, io)
+            .await
+            .map_err(|_| WireError::Timeout {
+                addr: self.addr.clone(),
+                timeout,
+            })?
+            .map_err(|source| WireError::Io {
+                addr: self.addr.clone(),
+                source,
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The membership requests keep the bytes of wire version 1.
+    #[test]
+    fn membership_requests_keep_their_wire_shape() {
+        let node = MemberNode {
+            name: "gcsd2".into(),
+            group_addr: "10.0.0.2:2300".into(),
+            admin_addr: "127.0.0.1:2280".into(),
+        };
+        let add = Request::from(MembershipChange::AddMember { id: 2, node });
+        let text = serde_json::to_string(&add).unwrap();
+        assert_eq!(
+            text,
+            r#"{"AddMember":{"id":2,"node":{"name":"gcsd2","group_addr":"10.0.0.2:2300","admin_addr":"127.0.0.1:2280"}}}"#
+        );
+        let back: Request = serde_json::from_str(&text).unwrap();
+        assert!(matches!(back, Request::AddMember { id: 2, .. }));
+        let remove = Request::from(MembershipChange::RemoveMember { id: 3 });
+        let text = serde_json::to_string(&remove).unwrap();
+        assert_eq!(text, r#"{"RemoveMember":{"id":3}}"#);
+        let back: Request = serde_json::from_str(&text).unwrap();
+        assert!(matches!(back, Request::RemoveMember { id: 3 }));
+    }
+}
