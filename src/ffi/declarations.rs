@@ -5,7 +5,7 @@
 use std::ffi::{c_char, c_int, c_uint, c_ulong, c_void, CStr};
 use std::mem::size_of;
 use std::ptr::{null, null_mut};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use proto::{Role, ServerKey};
@@ -31,7 +31,11 @@ static mut DAEMON_HOST: *mut c_char = null_mut();
 static mut DAEMON_PORT: c_uint = 2200;
 static mut MYSQL_HOST: *mut c_char = null_mut();
 static mut MYSQL_PORT: c_uint = 0;
-static mut ROLE: c_ulong = 2;
+/// `isis2d_mysql_role`, the one dynamic variable. The server writes the startup value into it
+/// before init; after that every change goes through `store_role` (an atomic store), and the
+/// link thread reads it with an atomic load.
+static ROLE: AtomicU64 = AtomicU64::new(2);
+const _: () = assert!(size_of::<c_ulong>() == size_of::<AtomicU64>());
 static mut HEARTBEAT_MS: c_uint = 1000;
 
 const fn header(flags: c_int, name: &'static CStr, comment: &'static CStr) -> SysVarHeader {
@@ -100,12 +104,15 @@ static mut ROLE_TYPELIB: TypeLib = TypeLib {
     type_lengths: null(),
 };
 static mut SYSVAR_ROLE: EnumSysVar = EnumSysVar {
-    header: header(
-        PLUGIN_VAR_ENUM,
-        c"mysql_role",
-        c"Replication role announced: master, slave or standalone (SET GLOBAL re-announces it)",
-    ),
-    value: &raw mut ROLE,
+    header: SysVarHeader {
+        update: Some(store_role),
+        ..header(
+            PLUGIN_VAR_ENUM,
+            c"mysql_role",
+            c"Replication role announced: master, slave or standalone (SET GLOBAL re-announces it)",
+        )
+    },
+    value: ROLE.as_ptr() as *mut c_ulong,
     def_val: 2,
     typelib: &raw const ROLE_TYPELIB,
 };
@@ -172,11 +179,25 @@ pub(super) fn settings((host, port): (String, u32)) -> Result<Settings, String> 
     })
 }
 
+/// `SET GLOBAL isis2d_mysql_role`: the server has checked the new value (an index into
+/// ROLE_NAMES) and hands it over in `save`.
+///
+/// # Safety
+/// `save` points at a `c_ulong`, as the server passes it to an ENUM variable's update.
+unsafe extern "C" fn store_role(
+    _thd: *mut c_void,
+    _var: *mut c_void,
+    _var_ptr: *mut c_void,
+    save: *const c_void,
+) {
+    // SAFETY: per the function's contract.
+    let role = unsafe { *save.cast::<c_ulong>() };
+    ROLE.store(role, Ordering::Relaxed);
+}
+
 /// The role to announce, as `SET GLOBAL isis2d_mysql_role` left it.
 pub(super) fn announced_role() -> Role {
-    // SAFETY: a word-sized value the server writes under its own lock; a torn read is
-    // impossible and a stale one is corrected at the next heartbeat.
-    match unsafe { std::ptr::read_volatile(&raw const ROLE) } {
+    match ROLE.load(Ordering::Relaxed) {
         0 => Role::Master,
         1 => Role::Slave,
         _ => Role::Standalone,
@@ -225,6 +246,9 @@ unsafe fn show(var: *mut ShowVar, buff: *mut c_void, value: Shown) -> c_int {
 macro_rules! status_vars {
     ($($name:literal => $fn_name:ident = $value:expr;)*) => {
         $(
+            /// # Safety
+            /// Called by the server as a SHOW_SIMPLE_FUNC, with a valid `var` and a buffer of
+            /// SHOW_VAR_FUNC_BUFF_SIZE bytes.
             unsafe extern "C" fn $fn_name(
                 _thd: *mut c_void,
                 var: *mut ShowVar,
@@ -232,7 +256,7 @@ macro_rules! status_vars {
                 _status: *mut c_void,
                 _scope: c_int,
             ) -> c_int {
-                // SAFETY: called by the server with a valid var and buffer.
+                // SAFETY: per the function's contract, which is `show`'s.
                 guarded(1, || unsafe { show(var, buff, $value) })
             }
         )*
@@ -262,19 +286,19 @@ fn serverlist_age_ms() -> u64 {
 
 // ---- entry points ----
 
-unsafe extern "C" fn isis2d_init_entry(_plugin: *mut c_void) -> c_int {
+extern "C" fn isis2d_init_entry(_plugin: *mut c_void) -> c_int {
     guarded(1, isis2d_init)
 }
 
-unsafe extern "C" fn isis2d_deinit_entry(_plugin: *mut c_void) -> c_int {
+extern "C" fn isis2d_deinit_entry(_plugin: *mut c_void) -> c_int {
     guarded(1, isis2d_deinit)
 }
 
-unsafe extern "C" fn isis2is_init_entry(schema_table: *mut c_void) -> c_int {
+extern "C" fn isis2is_init_entry(schema_table: *mut c_void) -> c_int {
     guarded(1, || isis2is_init(schema_table))
 }
 
-unsafe extern "C" fn isis2is_deinit_entry(_schema_table: *mut c_void) -> c_int {
+extern "C" fn isis2is_deinit_entry(_schema_table: *mut c_void) -> c_int {
     guarded(1, isis2is_deinit)
 }
 

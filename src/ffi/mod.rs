@@ -317,6 +317,10 @@ fn prepared_rows() -> Arc<Prepared> {
 }
 
 /// Called by the shim's fill function, on the client's thread: hands it the prepared rows.
+///
+/// # Safety
+/// `emit` must be a function that takes `ctx` and a row valid only during the call (the shim's
+/// `emit_row`), and `ctx` what it expects.
 #[no_mangle]
 pub unsafe extern "C" fn gcs_isis2is_rows(ctx: *mut c_void, emit: Option<EmitFn>) -> c_int {
     guarded(1, || {

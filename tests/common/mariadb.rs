@@ -343,11 +343,8 @@ impl MariaDb {
         let pid = self.pid();
         let started = Instant::now();
         // SAFETY: kill(2) on a child we spawned and have not reaped, so the pid is still ours.
-        assert_eq!(
-            unsafe { libc::kill(pid, libc::SIGTERM) },
-            0,
-            "SIGTERM mariadbd"
-        );
+        let sent = unsafe { libc::kill(pid, libc::SIGTERM) };
+        assert_eq!(sent, 0, "SIGTERM mariadbd");
         let status = loop {
             let child = self.child.as_mut().expect("running");
             if let Some(status) = child.try_wait().expect("poll mariadbd") {

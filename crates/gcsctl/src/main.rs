@@ -3,6 +3,8 @@
 //! Exit codes, for scripts: 0 ok, 1 the operation failed (gcsd answered an error, or
 //! `status` found no quorum), 2 usage, 3 cannot reach gcsd.
 
+#![forbid(unsafe_code)]
+
 mod cluster;
 mod error;
 mod gcsd;

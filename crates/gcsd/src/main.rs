@@ -4,6 +4,8 @@
 //! runtime, then `app::run`: spawn the group, plugin port and admin HTTP, wait for a signal or
 //! an admin shutdown, then leave the group cleanly and drain within a grace period.
 
+#![forbid(unsafe_code)]
+
 mod admin;
 mod app;
 mod config;
