@@ -3,10 +3,10 @@
 //! Unknown fields are ignored on purpose: a newer gcsd may report more.
 
 use chrono::{DateTime, Utc};
-pub use proto::admin::ClusterReport as Cluster;
+use proto::admin::ClusterReport;
 
 /// "gcsd1 (id 1)", falling back to the bare id for a member not in the list.
-fn member_label(c: &Cluster, id: u64) -> String {
+fn member_label(c: &ClusterReport, id: u64) -> String {
     match c.members.iter().find(|m| m.id == id) {
         Some(m) => format!("{} (id {id})", m.name),
         None => format!("id {id}"),
@@ -14,7 +14,7 @@ fn member_label(c: &Cluster, id: u64) -> String {
 }
 
 /// Without quorum the member cannot learn of changes, so what it lists may be old.
-pub fn stale_warning(c: &Cluster) -> Option<String> {
+pub fn stale_warning(c: &ClusterReport) -> Option<String> {
     if c.quorum {
         return None;
     }
@@ -29,7 +29,7 @@ pub fn stale_warning(c: &Cluster) -> Option<String> {
 }
 
 /// The one-screen summary of `gcsctl status`.
-pub fn render_status(c: &Cluster) -> String {
+pub fn render_status(c: &ClusterReport) -> String {
     let leader = c
         .leader
         .map_or("none".to_string(), |id| member_label(c, id));
@@ -60,7 +60,7 @@ pub fn render_status(c: &Cluster) -> String {
         .collect()
 }
 
-pub fn render_members(c: &Cluster) -> String {
+pub fn render_members(c: &ClusterReport) -> String {
     let rows: Vec<Vec<String>> = c
         .members
         .iter()
@@ -96,7 +96,7 @@ pub fn render_members(c: &Cluster) -> String {
     )
 }
 
-pub fn render_servers(c: &Cluster) -> String {
+pub fn render_servers(c: &ClusterReport) -> String {
     let rows: Vec<Vec<String>> = c
         .servers
         .iter()
@@ -154,7 +154,6 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-/// Second precision is enough on screen; `--json` keeps the full timestamp.
 /// Whole seconds are enough on screen; `--json` keeps the full precision.
 fn short_time(ts: &DateTime<Utc>) -> String {
     ts.format("%Y-%m-%dT%H:%M:%SZ").to_string()
@@ -178,7 +177,7 @@ mod tests {
       "servers":[{"member":"gcsd1","member_id":1,"host":"db1","port":"3306","status":"on",
          "role":"master","ttl_secs":3,"last_update":"2026-11-22T00:23:03.650Z"}]}"#;
 
-    fn sample() -> Cluster {
+    fn sample() -> ClusterReport {
         serde_json::from_str(SAMPLE).expect("sample parses despite unknown fields")
     }
 

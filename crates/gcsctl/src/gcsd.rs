@@ -8,8 +8,8 @@ use serde::Deserialize;
 use serde_json::Value;
 use ureq::Agent;
 
-use crate::cluster::Cluster;
 use crate::error::CtlError;
+use proto::admin::ClusterReport;
 
 /// The requests gcsctl makes; a POST may carry a JSON body.
 enum Method {
@@ -46,7 +46,7 @@ impl Gcsd {
     }
 
     /// `GET /cluster`, typed, plus the raw JSON so `--json` keeps fields this gcsctl ignores.
-    pub fn cluster(&self) -> Result<(Cluster, Value), CtlError> {
+    pub fn cluster(&self) -> Result<(ClusterReport, Value), CtlError> {
         let body = self.exchange("report the cluster", Method::Get, "/cluster")?;
         let unreadable = |e: serde_json::Error| CtlError::Unreadable {
             addr: self.addr.clone(),
@@ -54,7 +54,7 @@ impl Gcsd {
             reason: e.to_string(),
         };
         let raw: Value = serde_json::from_str(&body).map_err(unreadable)?;
-        let cluster = Cluster::deserialize(&raw).map_err(unreadable)?;
+        let cluster = ClusterReport::deserialize(&raw).map_err(unreadable)?;
         Ok((cluster, raw))
     }
 

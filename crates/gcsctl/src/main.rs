@@ -169,7 +169,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn warn_if_stale(cluster: &cluster::Cluster) {
+fn warn_if_stale(cluster: &proto::admin::ClusterReport) {
     if let Some(warning) = cluster::stale_warning(cluster) {
         eprintln!("{warning}");
     }
