@@ -12,26 +12,28 @@
 #include "mysql_gcs.h"
 
 namespace Show {
-// The first nine columns are the Isis2 contract, in this order; extensions go after them.
-static ST_FIELD_INFO isis2is_fields[] = {
-    Column("ERROR", Varchar(255), NULLABLE),
-    Column("ERRNO", ULong(), NOT_NULL),
-    Column("ISIS2_MEMBER", Varchar(64), NULLABLE),
-    Column("MYSQL_HOST", Varchar(255), NULLABLE),
-    Column("MYSQL_PORT_OR_SOCKET", Varchar(255), NULLABLE),
-    Column("MYSQL_STATUS", Varchar(16), NULLABLE),
-    Column("MYSQL_ROLE", Varchar(16), NULLABLE),
-    Column("MYSQL_HEARTBEAT_TTL", ULong(), NULLABLE),
-    Column("MYSQL_HEARTBEAT_LAST", Varchar(32), NULLABLE),
-    CEnd()};
+// The columns, from the one list (isis2is_columns.h, written by build.rs).
+#define GCS_TYPE_TEXT(width) Varchar(width)
+#define GCS_TYPE_UINT(width) ULong()
+#define GCS_FIELD(name, kind, width, nullable) \
+  Column(name, GCS_TYPE_##kind(width), (nullable) ? NULLABLE : NOT_NULL),
+static ST_FIELD_INFO isis2is_fields[] = {GCS_ISIS2IS_COLUMNS(GCS_FIELD) CEnd()};
+#undef GCS_FIELD
 }  // namespace Show
 
 namespace {
 
-enum Col { ERROR, ERRNUM, MEMBER, HOST, PORT, STATUS, ROLE, TTL, LAST };
+#define GCS_IS_TEXT_TEXT true
+#define GCS_IS_TEXT_UINT false
+#define GCS_IS_TEXT(name, kind, width, nullable) GCS_IS_TEXT_##kind,
+// Whether each column holds text (else a number), in table order.
+constexpr bool is_text[] = {GCS_ISIS2IS_COLUMNS(GCS_IS_TEXT)};
+#undef GCS_IS_TEXT
+static_assert(sizeof(is_text) == GCS_ISIS2IS_COLUMN_COUNT, "one kind per column");
 
-static_assert(sizeof(gcs_text) == GCS_SIZEOF_GCS_TEXT, "gcs_text size");
-static_assert(sizeof(gcs_row) == GCS_SIZEOF_GCS_ROW, "gcs_row size");
+static_assert(sizeof(gcs_value) == GCS_SIZEOF_GCS_VALUE, "gcs_value size");
+static_assert(offsetof(gcs_row, ascii) == GCS_SIZEOF_GCS_VALUE * GCS_ISIS2IS_COLUMN_COUNT,
+              "gcs_row layout");
 
 struct FillContext {
   THD *thd;
@@ -42,19 +44,13 @@ struct FillContext {
 // the bytes, cut at the column's length in characters), which is what Field::store would write
 // after checking the characters; that check was nearly half of the fill function's cost, and
 // ASCII cannot fail it. Anything else goes through Field::store, which checks and converts.
-void store_text(TABLE *table, Col col, gcs_text text, bool ascii) {
-  Field *f = table->field[col];
-  if (!text.ptr) {
-    f->set_null();
-    return;
-  }
-  f->set_notnull();
+void store_text(Field *f, const gcs_value &text, bool ascii) {
   if (!ascii || f->real_type() != MYSQL_TYPE_VARCHAR) {
-    f->store(text.ptr, text.len, system_charset_info);
+    f->store(text.ptr, text.n, system_charset_info);
     return;
   }
   Field_varstring *v = static_cast<Field_varstring *>(f);
-  size_t len = std::min<size_t>(text.len, f->char_length());
+  size_t len = std::min<size_t>(text.n, f->char_length());
   if (v->length_bytes == 1)
     f->ptr[0] = static_cast<uchar>(len);
   else
@@ -68,20 +64,19 @@ extern "C" int emit_row(void *ctx, const gcs_row *row) {
   FillContext *fill = static_cast<FillContext *>(ctx);
   TABLE *table = fill->table;
   bool ascii = row->ascii != 0;
-  store_text(table, ERROR, row->error, ascii);
-  table->field[ERRNUM]->store(static_cast<longlong>(row->errnum), true);
-  store_text(table, MEMBER, row->member, ascii);
-  store_text(table, HOST, row->host, ascii);
-  store_text(table, PORT, row->port, ascii);
-  store_text(table, STATUS, row->status, ascii);
-  store_text(table, ROLE, row->role, ascii);
-  if (row->ttl < 0) {
-    table->field[TTL]->set_null();
-  } else {
-    table->field[TTL]->store(row->ttl, true);
-    table->field[TTL]->set_notnull();
+  for (int i = 0; i < GCS_ISIS2IS_COLUMN_COUNT; i++) {
+    Field *f = table->field[i];
+    const gcs_value &value = row->cols[i];
+    if (value.is_null) {
+      f->set_null();
+      continue;
+    }
+    f->set_notnull();
+    if (is_text[i])
+      store_text(f, value, ascii);
+    else
+      f->store(static_cast<longlong>(value.n), true);
   }
-  store_text(table, LAST, row->last_update, ascii);
   return schema_table_store_record(fill->thd, table) ? 1 : 0;
 }
 

@@ -21,30 +21,27 @@ extern "C" {
 #define GCS_SIZEOF_SYSVAR_UINT 64
 #define GCS_SIZEOF_SYSVAR_ENUM 64
 #define GCS_SIZEOF_TYPELIB 32
-/* Our own structs, which both sides declare: the shim and Rust check theirs against these. */
-#define GCS_SIZEOF_GCS_TEXT 16
-#define GCS_SIZEOF_GCS_ROW 128
+/* Our own struct, which both sides declare: the shim and Rust check theirs against this. */
+#define GCS_SIZEOF_GCS_VALUE 24
 
-/* A text value: len bytes at ptr, not NUL-terminated. A NULL ptr is SQL NULL. */
-typedef struct gcs_text {
+/* The columns of INFORMATION_SCHEMA.ISIS2IS (GCS_ISIS2IS_COLUMNS, GCS_ISIS2IS_COLUMN_COUNT),
+   written by build.rs from the one column list, isis2d::table::Column. */
+#include "isis2is_columns.h"
+
+/* One value of a row: SQL NULL if is_null; else, in a TEXT column, n bytes at ptr (not
+   NUL-terminated), in a UINT column the number n. */
+typedef struct gcs_value {
   const char *ptr;
-  unsigned long len;
-} gcs_text;
+  unsigned long long n;
+  int is_null;
+} gcs_value;
 
-/* One row of INFORMATION_SCHEMA.ISIS2IS, valid only during the emit call; ttl < 0 is SQL
-   NULL. ascii is non-zero when every text of the row is 7-bit ASCII, which the shim may then
-   copy without a character-set check. */
+/* One row of INFORMATION_SCHEMA.ISIS2IS, a value per column in table order, valid only during
+   the emit call. ascii is non-zero when every text of the row is 7-bit ASCII, which the shim
+   may then copy without a character-set check. */
 typedef struct gcs_row {
-  gcs_text error;
-  unsigned int errnum;
+  gcs_value cols[GCS_ISIS2IS_COLUMN_COUNT];
   int ascii;
-  gcs_text member;
-  gcs_text host;
-  gcs_text port;
-  gcs_text status;
-  gcs_text role;
-  long long ttl;
-  gcs_text last_update;
 } gcs_row;
 
 /* Stores one row; returns non-zero to stop (the server could not store it). */

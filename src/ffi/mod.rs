@@ -8,7 +8,7 @@ mod declarations;
 mod thread;
 mod types;
 
-use std::ffi::{c_char, c_int, c_ulong, c_void, CStr, CString};
+use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::null;
 use std::sync::Arc;
@@ -16,10 +16,10 @@ use std::time::Instant;
 
 use proto::Role;
 
-use isis2d::link::Snapshot;
 use isis2d::link::{LogLevel, Server};
+use isis2d::row_cache::{Prepared, PreparedRow, RowCache};
 use isis2d::sync::Mutex;
-use isis2d::table::{self, Row};
+use isis2d::table::{self, Value, COLUMNS};
 
 /// Runs an entry point's body; a panic becomes `on_panic` (and a line in the error log).
 fn guarded<T>(on_panic: T, body: impl FnOnce() -> T) -> T {
@@ -34,30 +34,24 @@ fn guarded<T>(on_panic: T, body: impl FnOnce() -> T) -> T {
 
 // ---- the C++ shim ----
 
-/// `gcs_text`: a NULL `ptr` is SQL NULL.
+/// `gcs_value`: SQL NULL if `is_null`; else `n` bytes at `ptr`, or the number `n`.
 #[repr(C)]
-pub struct GcsText {
+pub struct GcsValue {
     ptr: *const c_char,
-    len: c_ulong,
+    n: u64,
+    is_null: c_int,
 }
 
+/// `gcs_row`: a value per column, in the order of `isis2d::table::Column`.
 #[repr(C)]
 pub struct GcsRow {
-    error: GcsText,
-    errnum: u32,
+    cols: [GcsValue; COLUMNS],
     ascii: c_int,
-    member: GcsText,
-    host: GcsText,
-    port: GcsText,
-    status: GcsText,
-    role: GcsText,
-    ttl: i64,
-    last_update: GcsText,
 }
 
 const _: () = {
-    assert!(std::mem::size_of::<GcsText>() == types::SIZEOF_GCS_TEXT);
-    assert!(std::mem::size_of::<GcsRow>() == types::SIZEOF_GCS_ROW);
+    assert!(std::mem::size_of::<GcsValue>() == types::SIZEOF_GCS_VALUE);
+    assert!(std::mem::offset_of!(GcsRow, ascii) == types::SIZEOF_GCS_VALUE * COLUMNS);
 };
 
 type EmitFn = unsafe extern "C" fn(*mut c_void, *const GcsRow) -> c_int;
@@ -170,7 +164,7 @@ fn isis2d_deinit() -> c_int {
     let stopped = stop_thread(&link, thread);
     // The library may be unloaded next, and statics are never dropped: free what they hold
     // (the stats only once the thread that writes them is gone).
-    release_prepared_rows();
+    ROWS.release();
     if !stopped {
         return 1;
     }
@@ -209,111 +203,46 @@ fn isis2is_init(schema_table: *mut c_void) -> c_int {
 
 /// Either plugin may be the last one uninstalled, before the library is unloaded.
 fn isis2is_deinit() -> c_int {
-    release_prepared_rows();
+    ROWS.release();
     0
 }
 
-/// Rows ready for the shim: texts made once per snapshot, not once per SELECT.
-struct Prepared {
-    /// What they were made from; a new snapshot (or a change of problem) makes new rows.
-    snapshot: Option<Arc<Snapshot>>,
-    problem: Option<(u32, String)>,
-    rows: Vec<PreparedRow>,
-}
-
-struct PreparedRow {
-    /// error, member, host, port, status, role, last update; `None` is SQL NULL.
-    texts: [Option<Box<str>>; 7],
-    /// Every text is 7-bit ASCII (the shim can copy it without a character-set check).
-    ascii: bool,
-    errno: u32,
-    ttl: i64,
-}
-
-impl PreparedRow {
-    fn new(row: Row) -> Self {
-        let texts = [
-            row.error,
-            row.member,
-            row.host,
-            row.port,
-            row.status,
-            row.role,
-            row.last_update,
-        ]
-        .map(|text| text.map(String::into_boxed_str));
-        PreparedRow {
-            ascii: texts.iter().flatten().all(|t| t.is_ascii()),
-            texts,
-            errno: row.errno,
-            ttl: row.ttl.map_or(-1, i64::from),
-        }
-    }
-
-    /// The row as the shim takes it; borrows `self`'s strings.
-    fn as_gcs_row(&self) -> GcsRow {
-        let text = |i: usize| match &self.texts[i] {
-            Some(t) => GcsText {
-                ptr: t.as_ptr().cast(),
-                len: t.len() as c_ulong,
-            },
-            None => GcsText {
-                ptr: null(),
-                len: 0,
-            },
-        };
-        GcsRow {
-            error: text(0),
-            errnum: self.errno,
-            ascii: c_int::from(self.ascii),
-            member: text(1),
-            host: text(2),
-            port: text(3),
-            status: text(4),
-            role: text(5),
-            ttl: self.ttl,
-            last_update: text(6),
-        }
-    }
-}
-
-/// The newest prepared rows. The lock is held only to clone or replace the `Arc`.
-static PREPARED: Mutex<Option<Arc<Prepared>>> = Mutex::new(None);
-
-fn release_prepared_rows() {
-    *PREPARED.lock() = None;
-}
-
+/// The rows ISIS2IS shows now: the cached ones while isis2d runs.
 fn prepared_rows() -> Arc<Prepared> {
     let Some(link) = current_link() else {
-        return Arc::new(Prepared {
-            snapshot: None,
-            problem: None,
-            rows: table::no_daemon()
-                .into_iter()
-                .map(PreparedRow::new)
-                .collect(),
-        });
+        return Arc::new(Prepared::no_daemon());
     };
     let snapshot = link.snapshot();
     let problem = table::problem(&link, &snapshot, Instant::now());
-    if let Some(p) = PREPARED.lock().clone() {
-        if p.snapshot
-            .as_ref()
-            .is_some_and(|s| Arc::ptr_eq(s, &snapshot))
-            && p.problem == problem
-        {
-            return p;
-        }
+    ROWS.rows(snapshot, problem)
+}
+
+/// The newest prepared rows.
+static ROWS: RowCache = RowCache::new();
+
+/// `row` as the shim takes it; borrows `row`'s texts.
+fn as_gcs_row(row: &PreparedRow) -> GcsRow {
+    let value = |v: &Value| match v {
+        Value::Null => GcsValue {
+            ptr: null(),
+            n: 0,
+            is_null: 1,
+        },
+        Value::Text(t) => GcsValue {
+            ptr: t.as_ptr().cast(),
+            n: t.len() as u64,
+            is_null: 0,
+        },
+        Value::Unsigned(n) => GcsValue {
+            ptr: null(),
+            n: *n,
+            is_null: 0,
+        },
+    };
+    GcsRow {
+        cols: row.row.values().each_ref().map(value),
+        ascii: c_int::from(row.ascii),
     }
-    let rows = table::rows_with(&snapshot, problem.clone());
-    let prepared = Arc::new(Prepared {
-        snapshot: Some(snapshot),
-        problem,
-        rows: rows.into_iter().map(PreparedRow::new).collect(),
-    });
-    *PREPARED.lock() = Some(prepared.clone());
-    prepared
 }
 
 /// Called by the shim's fill function, on the client's thread: hands it the prepared rows.
@@ -326,7 +255,7 @@ pub unsafe extern "C" fn gcs_isis2is_rows(ctx: *mut c_void, emit: Option<EmitFn>
     guarded(1, || {
         let Some(emit) = emit else { return 1 };
         for row in &prepared_rows().rows {
-            let gcs_row = row.as_gcs_row();
+            let gcs_row = as_gcs_row(row);
             // SAFETY: `gcs_row` and the strings it points to live until emit returns; the
             // shim copies them into the table.
             let result = unsafe { emit(ctx, &gcs_row) };

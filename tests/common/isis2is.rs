@@ -5,6 +5,8 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use isis2d::table::{Column, COLUMNS};
+
 use super::mariadb::MariaDb;
 use super::PLUGIN_SONAME;
 
@@ -33,22 +35,31 @@ pub struct Isis2isRow {
 }
 
 impl Isis2isRow {
-    /// A row as the `mariadb` client printed it (nine columns, `"NULL"` for SQL NULL).
+    /// A row as the `mariadb` client printed it (a column each, `"NULL"` for SQL NULL), read
+    /// by the plugin's own column list.
     pub fn parse(columns: &[String]) -> Self {
-        assert_eq!(columns.len(), 9, "ISIS2IS has nine columns: {columns:?}");
-        let text = |i: usize| (columns[i] != "NULL").then(|| columns[i].clone());
+        assert_eq!(
+            columns.len(),
+            COLUMNS,
+            "ISIS2IS has {COLUMNS} columns: {columns:?}"
+        );
+        let text = |c: Column| (columns[c as usize] != "NULL").then(|| columns[c as usize].clone());
+        let number = |c: Column| {
+            text(c).map(|t| {
+                t.parse()
+                    .unwrap_or_else(|_| panic!("{} {t:?} is not a number", c.name()))
+            })
+        };
         Self {
-            error: text(0),
-            errno: columns[1]
-                .parse()
-                .unwrap_or_else(|_| panic!("ERRNO {:?} is not a number", columns[1])),
-            member: text(2),
-            host: text(3),
-            port: text(4),
-            status: text(5),
-            role: text(6),
-            ttl: text(7).map(|t| t.parse().expect("MYSQL_HEARTBEAT_TTL is a number")),
-            last_update: text(8),
+            error: text(Column::Error),
+            errno: number(Column::Errno).expect("ERRNO is never NULL"),
+            member: text(Column::Member),
+            host: text(Column::Host),
+            port: text(Column::Port),
+            status: text(Column::Status),
+            role: text(Column::Role),
+            ttl: number(Column::Ttl),
+            last_update: text(Column::LastUpdate),
         }
     }
 

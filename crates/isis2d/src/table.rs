@@ -17,33 +17,130 @@ pub mod errno {
     pub const STALE: u32 = 1003;
 }
 
-/// One row, as text for the shim. `None` is SQL NULL.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Row {
-    pub error: Option<String>,
-    pub errno: u32,
-    pub member: Option<String>,
-    pub host: Option<String>,
-    pub port: Option<String>,
-    pub status: Option<String>,
-    pub role: Option<String>,
-    pub ttl: Option<u32>,
-    pub last_update: Option<String>,
+/// What a column holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `VARCHAR(width)`, in characters.
+    Text { width: usize },
+    /// An unsigned integer.
+    Unsigned,
 }
 
-impl Row {
-    fn error_only(errno: u32, error: String) -> Self {
-        Row {
-            error: Some(error),
-            errno,
-            member: None,
-            host: None,
-            port: None,
-            status: None,
-            role: None,
-            ttl: None,
-            last_update: None,
+/// Declares [`Column`] and everything derived from the list, so the list is written once.
+macro_rules! columns {
+    ($($(#[$doc:meta])* $column:ident => $name:literal, $kind:expr, $nullable:literal;)+) => {
+        /// The columns of `INFORMATION_SCHEMA.ISIS2IS`, in table order: the one list. The
+        /// shim's field list and column enum are generated from it (build.rs), a row is one
+        /// value per column, indexed by `Column`.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Column {
+            $($(#[$doc])* $column),+
         }
+
+        impl Column {
+            /// Every column, in table order.
+            pub const ALL: [Column; [$($name),+].len()] = [$(Column::$column),+];
+
+            /// The SQL name of the column.
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $(Column::$column => $name),+
+                }
+            }
+
+            pub const fn kind(self) -> Kind {
+                match self {
+                    $(Column::$column => $kind),+
+                }
+            }
+
+            pub const fn nullable(self) -> bool {
+                match self {
+                    $(Column::$column => $nullable),+
+                }
+            }
+        }
+    };
+}
+
+// The first nine columns are the Isis2 contract, in this order; extensions go after them.
+columns! {
+    /// The problem every row carries, NULL on a healthy row.
+    Error => "ERROR", Kind::Text { width: proto::MAX_TOKEN }, true;
+    /// 0 on a healthy row, else one of [`errno`].
+    Errno => "ERRNO", Kind::Unsigned, false;
+    /// The gcsd the server registered through.
+    Member => "ISIS2_MEMBER", Kind::Text { width: proto::MAX_MEMBER_NAME }, true;
+    Host => "MYSQL_HOST", Kind::Text { width: proto::MAX_TOKEN }, true;
+    Port => "MYSQL_PORT_OR_SOCKET", Kind::Text { width: proto::MAX_TOKEN }, true;
+    Status => "MYSQL_STATUS", Kind::Text { width: 16 }, true;
+    Role => "MYSQL_ROLE", Kind::Text { width: 16 }, true;
+    /// Seconds.
+    Ttl => "MYSQL_HEARTBEAT_TTL", Kind::Unsigned, true;
+    /// UTC, milliseconds.
+    LastUpdate => "MYSQL_HEARTBEAT_LAST", Kind::Text { width: 32 }, true;
+}
+
+/// How many columns the table has.
+pub const COLUMNS: usize = Column::ALL.len();
+
+/// One value of a row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value {
+    Null,
+    Text(String),
+    Unsigned(u64),
+}
+
+impl Value {
+    fn fits(&self, column: Column) -> bool {
+        match (self, column.kind()) {
+            (Value::Null, _) => column.nullable(),
+            (Value::Text(_), Kind::Text { .. }) | (Value::Unsigned(_), Kind::Unsigned) => true,
+            _ => false,
+        }
+    }
+}
+
+/// One row: a value per column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row([Value; COLUMNS]);
+
+impl Row {
+    /// The row whose value in each column is `value(column)`. Panics if a value does not fit
+    /// its column (a text in a number column, NULL where NULL is not allowed): that is a bug in
+    /// the row builder, which the tests of every builder catch.
+    fn with(value: impl Fn(Column) -> Value) -> Self {
+        let row = Row(Column::ALL.map(&value));
+        for column in Column::ALL {
+            assert!(
+                row[column].fits(column),
+                "{column:?} cannot hold {:?}",
+                row[column]
+            );
+        }
+        row
+    }
+
+    fn error_only(errno: u32, error: String) -> Self {
+        Row::with(|column| match column {
+            Column::Error => Value::Text(error.clone()),
+            Column::Errno => Value::Unsigned(errno.into()),
+            _ => Value::Null,
+        })
+    }
+
+    /// The values in table order.
+    pub fn values(&self) -> &[Value; COLUMNS] {
+        &self.0
+    }
+}
+
+impl std::ops::Index<Column> for Row {
+    type Output = Value;
+
+    fn index(&self, column: Column) -> &Value {
+        &self.0[column as usize]
     }
 }
 
@@ -123,16 +220,20 @@ pub fn rows_with(snap: &Snapshot, problem: Option<(u32, String)>) -> Vec<Row> {
     };
     snap.rows
         .iter()
-        .map(|r| Row {
-            error: error.clone(),
-            errno,
-            member: Some(r.member.clone()),
-            host: Some(r.server.host.clone()),
-            port: Some(r.server.port.clone()),
-            status: Some(r.status.to_string()),
-            role: Some(r.role.to_string()),
-            ttl: Some(r.ttl_secs),
-            last_update: Some(r.last_update.format("%Y-%m-%d %H:%M:%S%.3f").to_string()),
+        .map(|r| {
+            Row::with(|column| match column {
+                Column::Error => error.clone().map_or(Value::Null, Value::Text),
+                Column::Errno => Value::Unsigned(errno.into()),
+                Column::Member => Value::Text(r.member.clone()),
+                Column::Host => Value::Text(r.server.host.clone()),
+                Column::Port => Value::Text(r.server.port.clone()),
+                Column::Status => Value::Text(r.status.to_string()),
+                Column::Role => Value::Text(r.role.to_string()),
+                Column::Ttl => Value::Unsigned(r.ttl_secs.into()),
+                Column::LastUpdate => {
+                    Value::Text(r.last_update.format("%Y-%m-%d %H:%M:%S%.3f").to_string())
+                }
+            })
         })
         .collect()
 }
@@ -172,13 +273,14 @@ mod tests {
         let (s, confirmed) = snap(2, None, Some(now));
         let rows = rows_with(&s, assess(&s, confirmed, None, HB, now));
         assert_eq!(rows.len(), 2);
-        assert_eq!(rows[0].errno, 0);
-        assert_eq!(rows[0].error, None);
+        assert_eq!(rows[0][Column::Errno], Value::Unsigned(0));
+        assert_eq!(rows[0][Column::Error], Value::Null);
         assert_eq!(
-            rows[0].last_update.as_deref(),
-            Some("2027-01-15 08:00:00.005")
+            rows[0][Column::LastUpdate],
+            Value::Text("2027-01-15 08:00:00.005".into())
         );
-        assert_eq!(rows[1].host.as_deref(), Some("db1"));
+        assert_eq!(rows[1][Column::Host], Value::Text("db1".into()));
+        assert_eq!(rows[1][Column::Ttl], Value::Unsigned(3));
     }
 
     #[test]
@@ -223,10 +325,55 @@ mod tests {
             );
             assert_eq!(rows.len(), s.rows.len().max(1));
             for r in &rows {
-                assert_eq!(r.errno, want_errno);
-                assert!(r.error.as_deref().unwrap().contains(want_text), "{r:?}");
+                assert_eq!(r[Column::Errno], Value::Unsigned(want_errno.into()));
+                let Value::Text(error) = &r[Column::Error] else {
+                    panic!("no error in {r:?}")
+                };
+                assert!(error.contains(want_text), "{r:?}");
             }
         }
+    }
+
+    #[test]
+    fn the_column_list() {
+        let names: Vec<_> = Column::ALL.iter().map(|c| c.name()).collect();
+        assert_eq!(
+            names,
+            [
+                "ERROR",
+                "ERRNO",
+                "ISIS2_MEMBER",
+                "MYSQL_HOST",
+                "MYSQL_PORT_OR_SOCKET",
+                "MYSQL_STATUS",
+                "MYSQL_ROLE",
+                "MYSQL_HEARTBEAT_TTL",
+                "MYSQL_HEARTBEAT_LAST"
+            ],
+            "the first nine columns are the Isis2 contract"
+        );
+        // A member name or a token always fits its column whole.
+        assert_eq!(
+            Column::Member.kind(),
+            Kind::Text {
+                width: proto::MAX_MEMBER_NAME
+            }
+        );
+        assert_eq!(
+            Column::Host.kind(),
+            Kind::Text {
+                width: proto::MAX_TOKEN
+            }
+        );
+        for (i, column) in Column::ALL.into_iter().enumerate() {
+            assert_eq!(column as usize, i);
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "Errno cannot hold Null")]
+    fn a_value_that_does_not_fit_its_column_is_a_bug() {
+        Row::with(|_| Value::Null);
     }
 
     #[test]
