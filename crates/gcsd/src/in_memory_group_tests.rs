@@ -252,6 +252,39 @@ async fn a_one_way_cut_marks_the_unreachable_follower_down() {
     lab.heal_and_converge().await;
 }
 
+/// The other way round: a follower that the leader still reaches (so it hears the leader and
+/// answers it) but that cannot reach the leader itself. It stays in the view and believes it can
+/// commit, but its own changes, forwarded to the leader, do not get through: they fail after
+/// `propose_timeout` with a quorum error that says so, and nothing else changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_that_cannot_reach_its_leader_cannot_commit_and_says_so() {
+    let lab = Lab::start().await;
+    let leader = lab.leader().unwrap();
+    let (follower, _) = Lab::others(leader);
+    lab.net.cut_one_way(&addr(follower), &addr(leader));
+    let f = lab.group(follower);
+    let started = Instant::now();
+    let refused = f
+        .propose(Command::Leave {
+            server: proto::ServerKey::new("db9", "3306"),
+        })
+        .await;
+    assert_eq!(
+        refused,
+        Err(ProposeError::NoQuorum(
+            "the change did not commit within 1000 ms".into()
+        ))
+    );
+    assert!(started.elapsed() >= Duration::from_millis(1000));
+    assert_eq!(f.quorum_problem(), None, "it still hears its leader");
+    assert!(
+        lab.group(leader).state().is_up(follower),
+        "the leader still hears its answers"
+    );
+    assert_eq!(lab.leader(), Some(leader));
+    lab.heal_and_converge().await;
+}
+
 /// The leader is isolated; while the two others elect a new one, they are cut from each other
 /// too. No majority exists anywhere: nothing commits and every member says it cannot commit.
 /// After the heal, one leader emerges and all converge.
