@@ -11,7 +11,10 @@
 #      mariadbd's instructions per sysbench transaction without and with the plugins, split
 #      into the client threads (the query path), the isis2d thread, and the rest;
 #   4. health during all that: isis2d reconnects, and how fast gcsd answered the fake servers'
-#      heartbeats (a stalled gcsd shows up here).
+#      heartbeats (a stalled gcsd shows up here);
+#   5. instructions per SELECT: callgrind counts the client thread's instructions per
+#      `SELECT * FROM INFORMATION_SCHEMA.<table>` with 30 servers listed, for ISIS2IS, ENGINES
+#      and CHARACTER_SETS: part 1's ratio, without the machine's noise.
 #
 # Starts everything it needs (one gcsd, one mariadbd, fake servers kept alive with heartbeats)
 # in a scratch directory on its own ports, prints the machine, the versions, the commands and
@@ -30,6 +33,7 @@
 #   BENCH_IDLE=10           seconds of idle mariadbd CPU measured in each mode of the first pair
 #   BENCH_SB_THREADS=4  BENCH_SB_TABLES=4  BENCH_SB_TABLE_SIZE=10000
 #   BENCH_CG_EVENTS=1000    sysbench transactions counted under callgrind (part 3); 0 skips it
+#   BENCH_CG_SELECTS=1000   SELECTs per table counted under callgrind (part 5); 0 skips it
 #   BENCH_SKIP_BUILD=1      use target/release as it is
 #   BENCH_KEEP=1            keep the scratch directory (it is kept anyway on failure)
 set -euo pipefail
@@ -53,6 +57,7 @@ sb_tables=${BENCH_SB_TABLES:-4}
 sb_table_size=${BENCH_SB_TABLE_SIZE:-10000}
 sb_warmup=3
 cg_events=${BENCH_CG_EVENTS:-1000}
+cg_selects=${BENCH_CG_SELECTS:-1000}
 cg_warmup=200
 
 die() { echo "plugin.sh: $*" >&2; exit 1; }
@@ -500,6 +505,41 @@ if [ "$cg_events" -gt 0 ]; then
   done
 fi
 
+# ---- 5. instructions per SELECT (callgrind) ----
+
+# As in part 3, but for part 1's queries: one client sends the same SELECT cg_selects times
+# over one connection; only client threads (do_command) are counted. What varies between runs
+# is small: the ISIS2IS rows are made again when gcsd publishes a new list (about once a second,
+# many times slower under callgrind), and that cost is counted where it falls, in a SELECT.
+declare -A sel_ir
+sel_tables=(ENGINES ISIS2IS CHARACTER_SETS)
+if [ "$cg_selects" -gt 0 ]; then
+  echo "== 5. mariadbd instructions per SELECT * FROM INFORMATION_SCHEMA.<table>, 30 servers listed (callgrind, 1 client, $cg_selects queries per table)"
+  mysqld_common+=(--innodb-use-native-aio=0 --innodb-buffer-pool-size-max=256M)
+  mkdir -p "$work/callgrind-select"
+  start_mysqld with valgrind --tool=callgrind --separate-threads=yes --dump-instr=no \
+    --callgrind-out-file="$work/callgrind-select/out.%p" --log-file="$work/callgrind-select/valgrind.log"
+  wait_for_list 30 60 || echo "  (measuring anyway)"
+  selects() { # table n: n SELECTs over one connection, output discarded
+    local i
+    for ((i = 0; i < $2; i++)); do echo "SELECT * FROM INFORMATION_SCHEMA.$1;"; done |
+      mariadb --no-defaults -S "$sock" -uroot -N -B >/dev/null || die "SELECTs from $1 under callgrind failed"
+  }
+  for t in "${sel_tables[@]}"; do
+    selects "$t" 50 # warm-up, not counted
+    callgrind_control -z "$mysqld_pid" >/dev/null
+    selects "$t" "$cg_selects"
+    callgrind_control -d "select-$t" "$mysqld_pid" >/dev/null
+    mapfile -t files < <(grep -l "^desc: Trigger: dump select-$t\$" "$work/callgrind-select"/out.* 2>/dev/null || true)
+    clients=()
+    for f in "${files[@]}"; do grep -q 'do_command' "$f" && clients+=("$f"); done
+    [ ${#clients[@]} -gt 0 ] || die "no client thread in the callgrind dump for $t"
+    sel_ir[$t]=$(cg_total "${clients[@]}")
+    printf '  %-16s %s instructions in the client threads\n' "$t" "${sel_ir[$t]}"
+  done
+  stop_mysqld
+fi
+
 # ---- summary ----
 
 echo
@@ -554,6 +594,14 @@ if [ "$cg_events" -gt 0 ]; then
   echo "   (ratio: without/with, so that > 1 is better as for QPS. Note: the isis2d thread works per"
   echo "   second, not per query, and the measured part took ${cg_ir[with/secs]} s under callgrind (${cg_ir[without/secs]} s without"
   echo "   the plugins), many times its duration at full speed; its share at full speed is in part 2.)"
+fi
+if [ "$cg_selects" -gt 0 ]; then
+  echo "5. mariadbd instructions per SELECT, 30 servers listed (callgrind, 1 client, $cg_selects queries per table)"
+  printf '   %-16s %14s %10s\n' table "instr/SELECT" "ENGINES/x"
+  for t in "${sel_tables[@]}"; do
+    printf '   %-16s %14s %10s\n' "$t" "$(awk -v n="${sel_ir[$t]}" -v q="$cg_selects" 'BEGIN { printf "%.0f", n / q }')" \
+      "$(ratio "${sel_ir[ENGINES]}" "${sel_ir[$t]}")"
+  done
 fi
 echo "4. isis2d reconnects: ${slap_reconnects[30]} during part 1, $sb_reconnects in the $sb_pairs with-plugins server runs of part 2"
 echo "   (isis2d drops its connection when a reply takes over 2.5 s, REPLY_TIMEOUT in crates/isis2d/src/link.rs)"

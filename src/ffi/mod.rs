@@ -208,19 +208,35 @@ fn isis2is_deinit() -> c_int {
 }
 
 /// The rows ISIS2IS shows now: the cached ones while isis2d runs.
-fn prepared_rows() -> Arc<Prepared> {
+fn prepared_rows() -> Arc<Prepared<ShimRows>> {
     let Some(link) = current_link() else {
-        return Arc::new(Prepared::no_daemon());
+        return Arc::new(Prepared::no_daemon(ShimRows::new));
     };
     let snapshot = link.snapshot();
     let problem = table::problem(&link, &snapshot, Instant::now());
-    ROWS.rows(snapshot, problem)
+    ROWS.rows(snapshot, problem, ShimRows::new)
 }
 
 /// The newest prepared rows.
-static ROWS: RowCache = RowCache::new();
+static ROWS: RowCache<ShimRows> = RowCache::new();
 
-/// `row` as the shim takes it; borrows `row`'s texts.
+/// The prepared rows as the shim takes them, made once per `Prepared`, whose rows they point
+/// into: they are valid as long as the `Prepared` that holds them.
+struct ShimRows(Vec<GcsRow>);
+
+// SAFETY: the pointers in a ShimRows point into the texts of the rows of the `Prepared` that
+// holds it, which are never changed once made: sharing them between threads is sharing `&str`.
+unsafe impl Send for ShimRows {}
+// SAFETY: as for Send.
+unsafe impl Sync for ShimRows {}
+
+impl ShimRows {
+    fn new(rows: &[PreparedRow]) -> Self {
+        ShimRows(rows.iter().map(as_gcs_row).collect())
+    }
+}
+
+/// `row` as the shim takes it; points into `row`'s texts.
 fn as_gcs_row(row: &PreparedRow) -> GcsRow {
     let value = |v: &Value| match v {
         Value::Null => GcsValue {
@@ -254,11 +270,11 @@ fn as_gcs_row(row: &PreparedRow) -> GcsRow {
 pub unsafe extern "C" fn gcs_isis2is_rows(ctx: *mut c_void, emit: Option<EmitFn>) -> c_int {
     guarded(1, || {
         let Some(emit) = emit else { return 1 };
-        for row in &prepared_rows().rows {
-            let gcs_row = as_gcs_row(row);
-            // SAFETY: `gcs_row` and the strings it points to live until emit returns; the
-            // shim copies them into the table.
-            let result = unsafe { emit(ctx, &gcs_row) };
+        let prepared = prepared_rows();
+        for gcs_row in &prepared.shim.0 {
+            // SAFETY: `gcs_row` and the texts it points to live in `prepared` until emit
+            // returns; the shim copies them into the table.
+            let result = unsafe { emit(ctx, gcs_row) };
             if result != 0 {
                 return result;
             }
