@@ -258,12 +258,43 @@ fn removed_member_leaves_the_group_for_good() {
     assert!(body.contains("not in the group"), "{body}");
 }
 
-fn http(m: &Gcsd, method: &str, path: &str) -> (u16, String) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
+/// A member name outside the rule (1 to 64 printable characters, no spaces) would break the
+/// serverlist's fields: the admin API refuses it before asking the group.
+#[test]
+fn a_member_with_a_name_outside_the_rule_is_refused() {
+    let g = start_group(1, |m| m);
+    let body = r#"{"id":2,"group_addr":"127.0.0.1:9","name":"db one"}"#;
+    let (status, answer) = http_post(&g[0], "/members", body);
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(
+        answer,
+        r#"{"error":"name \"db one\" must be 1 to 64 printable ASCII characters without spaces"}"#
+    );
+    assert_eq!(g[0].cluster()["members"].as_array().unwrap().len(), 1);
+}
+
+fn http_post(m: &Gcsd, path: &str, body: &str) -> (u16, String) {
+    let mut resp = agent()
+        .post(&format!("http://{}{path}", m.admin))
+        .header("content-type", "application/json")
+        .send(body)
+        .unwrap();
+    (
+        resp.status().as_u16(),
+        resp.body_mut().read_to_string().unwrap(),
+    )
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_secs(10)))
         .http_status_as_error(false)
         .build()
-        .into();
+        .into()
+}
+
+fn http(m: &Gcsd, method: &str, path: &str) -> (u16, String) {
+    let agent = agent();
     let url = format!("http://{}{path}", m.admin);
     let mut resp = match method {
         "DELETE" => agent.delete(&url).call(),
