@@ -55,7 +55,7 @@ async fn metrics(State(a): State<Admin>) -> Response {
     let body = a
         .group
         .metrics
-        .render(&a.group.cluster(), a.port.open_connections());
+        .render(a.group.gauges(), a.port.open_connections());
     (
         [(
             axum::http::header::CONTENT_TYPE,

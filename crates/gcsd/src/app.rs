@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::wire::transport::{Tcp, Transport};
@@ -55,6 +56,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         max_connections: cfg.max_plugin_connections,
         idle_timeout: Duration::from_secs(cfg.plugin_idle_timeout_secs),
         shutdown: shutdown.clone(),
+        tasks: TaskTracker::new(),
     });
     tokio::spawn(port.clone().serve(plugin_listener));
     let admin = admin::router(admin::Admin {
@@ -87,12 +89,12 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         () = shutdown.cancelled() => {}
     }
     shutdown.cancel();
+    // No new connections (the accept loop has stopped); wait for the open ones to say goodbye.
+    port.tasks.close();
     let grace = cfg.shutdown_grace();
     let drained = tokio::time::timeout(grace, async {
         group.leave().await;
-        while port.open_connections() > 0 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        port.tasks.wait().await;
     })
     .await;
     if drained.is_err() {

@@ -1,5 +1,6 @@
 //! Prometheus metrics. Counters are bumped where things happen; gauges that describe the group
-//! are set from the group's current view when `/metrics` is scraped.
+//! are set from the group's current view ([`GroupGauges`], typed, not the admin API's JSON) when
+//! `/metrics` is scraped.
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -8,7 +9,17 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use proto::admin::ClusterReport;
+/// What the group gauges show, taken from the group's typed view at one instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupGauges {
+    pub is_leader: bool,
+    pub quorum: bool,
+    pub term: u64,
+    pub last_applied: Option<u64>,
+    pub members_up: usize,
+    pub members: usize,
+    pub servers: usize,
+}
 
 type Labels = Vec<(&'static str, &'static str)>;
 
@@ -105,18 +116,20 @@ impl Metrics {
     }
 
     /// The text exposition, with the gauges taken from the current group view.
-    pub fn render(&self, info: &ClusterReport, open_plugin_connections: usize) -> String {
+    pub fn render(&self, group: GroupGauges, open_plugin_connections: usize) -> String {
         self.plugin_connections.set(open_plugin_connections as i64);
-        self.is_leader.set(i64::from(info.role == "leader"));
-        self.quorum.set(i64::from(info.quorum));
-        self.term.set(info.term as i64);
-        self.last_applied.set(info.last_applied.unwrap_or(0) as i64);
-        let up = info.members.iter().filter(|m| m.up).count() as i64;
-        self.members.get_or_create(&vec![("state", "up")]).set(up);
+        self.is_leader.set(i64::from(group.is_leader));
+        self.quorum.set(i64::from(group.quorum));
+        self.term.set(group.term as i64);
+        self.last_applied
+            .set(group.last_applied.unwrap_or(0) as i64);
+        self.members
+            .get_or_create(&vec![("state", "up")])
+            .set(group.members_up as i64);
         self.members
             .get_or_create(&vec![("state", "down")])
-            .set(info.members.len() as i64 - up);
-        self.servers.set(info.servers.len() as i64);
+            .set((group.members - group.members_up) as i64);
+        self.servers.set(group.servers as i64);
         let mut out = String::new();
         encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out

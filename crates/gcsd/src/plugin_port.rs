@@ -13,6 +13,7 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::group::{Group, ServerListView};
 use crate::local_servers::{HeartbeatOutcome, LocalServers};
@@ -29,6 +30,8 @@ pub struct PluginPort {
     pub max_connections: usize,
     pub idle_timeout: Duration,
     pub shutdown: CancellationToken,
+    /// Every connection's task, so that shutdown can wait for them to end.
+    pub tasks: TaskTracker,
 }
 
 /// How a connection ends.
@@ -70,7 +73,7 @@ impl PluginPort {
                 }
             };
             let port = self.clone();
-            tokio::spawn(async move {
+            self.tasks.spawn(async move {
                 if let Err(e) = port.connection(stream).await {
                     tracing::debug!(%peer, "plugin connection ended: {e}");
                 }

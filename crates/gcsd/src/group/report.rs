@@ -1,12 +1,27 @@
-//! The whole picture of the group as this member sees it, for `/cluster`, `/metrics` and
-//! `gcsctl`.
+//! The whole picture of the group as this member sees it, for `/cluster` and `gcsctl`, and its
+//! figures for `/metrics`.
 
 use openraft::ServerState;
 use proto::admin::{ClusterReport, MemberReport, ServerReport};
 
 use super::Group;
+use crate::metrics::GroupGauges;
 
 impl Group {
+    pub fn gauges(&self) -> GroupGauges {
+        let view = self.raft_view();
+        let state = self.state();
+        GroupGauges {
+            is_leader: view.is_leader(self.me),
+            quorum: self.quorum_problem().is_none(),
+            term: view.term,
+            last_applied: self.last_applied_index(),
+            members_up: view.nodes.keys().filter(|&&id| state.is_up(id)).count(),
+            members: view.nodes.len(),
+            servers: state.servers.len(),
+        }
+    }
+
     pub fn cluster(&self) -> ClusterReport {
         let view = self.raft_view();
         let state = self.state();
