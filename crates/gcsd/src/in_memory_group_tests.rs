@@ -13,7 +13,7 @@ use crate::config::Config;
 use crate::group::Group;
 use crate::local_servers::LocalServers;
 use crate::metrics::Metrics;
-use crate::state::{Applied, Command, DownReason, MemberId};
+use crate::state::{Applied, Command, DownReason, GroupState, MemberId};
 use crate::wire::server;
 use crate::wire::transport::memory::Network;
 use crate::wire::transport::Transport;
@@ -156,6 +156,22 @@ impl Lab {
     }
 }
 
+/// A change that any member may propose and that changes nothing (leaving a server that is not
+/// there), to see whether a member can commit.
+fn any_change() -> Command {
+    Command::Leave {
+        server: proto::ServerKey::new("db9", "3306"),
+    }
+}
+
+/// Whether `state` has `member` committed down for its silence.
+fn silent_and_down(state: &GroupState, member: MemberId) -> bool {
+    state
+        .members
+        .get(&member)
+        .is_some_and(|m| !m.up && m.down_reason == Some(DownReason::Timeout))
+}
+
 fn is_leader(group: &Group) -> bool {
     group.raft.metrics().borrow().state == ServerState::Leader
 }
@@ -185,11 +201,7 @@ async fn an_isolated_leader_loses_quorum_and_says_so() {
     assert!(took >= earliest, "quorum judged lost too early: {took:?}");
     // It says so to its clients and commits nothing.
     assert!(isolated.current_serverlist().stale.is_some());
-    let refused = isolated
-        .propose(Command::Leave {
-            server: proto::ServerKey::new("db9", "3306"),
-        })
-        .await;
+    let refused = isolated.propose(any_change()).await;
     assert!(
         matches!(refused, Err(ProposeError::NoQuorum(_))),
         "{refused:?}"
@@ -201,10 +213,7 @@ async fn an_isolated_leader_loses_quorum_and_says_so() {
         Duration::from_secs(3),
         |lab| {
             let state = lab.group(a).state();
-            state
-                .members
-                .get(&old)
-                .is_some_and(|m| !m.up && m.down_reason == Some(DownReason::Timeout))
+            silent_and_down(&state, old)
                 && lab.group(b).state() == state
                 && (is_leader(lab.group(a)) || is_leader(lab.group(b)))
         },
@@ -228,13 +237,9 @@ async fn a_one_way_cut_marks_the_unreachable_follower_down() {
         "the leader commits the unreachable follower down",
         Duration::from_secs(3),
         |lab| {
-            [leader, third].iter().all(|&id| {
-                lab.group(id)
-                    .state()
-                    .members
-                    .get(&follower)
-                    .is_some_and(|m| !m.up && m.down_reason == Some(DownReason::Timeout))
-            })
+            [leader, third]
+                .iter()
+                .all(|&id| silent_and_down(&lab.group(id).state(), follower))
         },
     )
     .await;
@@ -264,11 +269,7 @@ async fn a_follower_that_cannot_reach_its_leader_cannot_commit_and_says_so() {
     lab.net.cut_one_way(&addr(follower), &addr(leader));
     let f = lab.group(follower);
     let started = Instant::now();
-    let refused = f
-        .propose(Command::Leave {
-            server: proto::ServerKey::new("db9", "3306"),
-        })
-        .await;
+    let refused = f.propose(any_change()).await;
     assert_eq!(
         refused,
         Err(ProposeError::NoQuorum(
@@ -308,9 +309,7 @@ async fn a_cut_during_an_election_leaves_no_one_able_to_commit() {
             .all(|m| m.group.quorum_problem().is_some())
     })
     .await;
-    let probe = Command::Leave {
-        server: proto::ServerKey::new("db9", "3306"),
-    };
+    let probe = any_change();
     for m in &lab.members {
         let refused = m.group.propose(probe.clone()).await;
         assert!(
