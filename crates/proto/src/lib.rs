@@ -13,11 +13,14 @@ mod errno;
 mod framing;
 mod reply;
 mod serverlist;
+#[macro_use]
 mod vocabulary;
+mod mpp;
 
 pub use command::{Command, ProtoError, Verb};
 pub use errno::Errno;
 pub use framing::{LineBuffer, LineTooLong, MAX_LINE};
+pub use mpp::{Health, PoolState, PoolType};
 pub use reply::{no_quorum_text, Reply};
 pub use serverlist::{BlockReader, ServerList, ServerRow};
 pub use vocabulary::{

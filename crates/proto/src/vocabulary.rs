@@ -56,7 +56,7 @@ impl ParseError {
     }
 }
 
-/// A closed set of lowercase protocol words, parsed case-insensitively.
+/// A closed set of protocol words, parsed case-insensitively.
 macro_rules! word_enum {
     ($(#[$doc:meta])* $name:ident, $unknown:literal, [$($variant:ident => $word:literal),+ $(,)?]) => {
         $(#[$doc])*
@@ -69,7 +69,7 @@ macro_rules! word_enum {
             /// Every value, in protocol order.
             pub const ALL: [$name; [$($word),+].len()] = [$($name::$variant),+];
 
-            /// The protocol word, lowercase.
+            /// The protocol word, as printed.
             pub fn as_str(self) -> &'static str {
                 match self {
                     $($name::$variant => $word),+

@@ -1,0 +1,785 @@
+//! Scenario tables: given a pool and what the members observed, the decision and the
+//! commands' effects. Each of MPP's defects that this crate fixes has a test named after it.
+
+use chrono::{DateTime, TimeZone, Utc};
+use proto::{Health, PoolState, ServerKey};
+
+use crate::fence::{self, CatchUp, Want};
+use crate::{
+    caught_up, decide, grade, messages, FailureKind, Judge, Pool, PoolCommand, Pools, Probe,
+    ProbeFacts, RecoverTarget, ReplicaFacts, Seen, ServerHealth, SettingChange, Settings,
+};
+
+use PoolState::{
+    Active as A, FailedOffline as FOFF, FailedOnline as FON, Standby as S, Unknown as U,
+};
+
+fn at(secs: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(1_800_000_000 + secs, 0).unwrap()
+}
+
+fn db(n: usize) -> ServerKey {
+    ServerKey::new(format!("db{n}"), "3306")
+}
+
+/// What a member observed about a server, in one word.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Obs {
+    /// Never probed.
+    None,
+    /// Clean probe, read_only=ON.
+    Ro,
+    /// Clean probe, writable.
+    Rw,
+    /// Failing probes below the threshold (OK_WARN), read-only.
+    Warn,
+    /// FAIL: connect timeouts (hung), process may still be there.
+    Hung,
+    /// FAIL: connection refused (the process is gone).
+    Gone,
+    /// FAIL: connected, checks failed, read-only.
+    Broken,
+    /// Its gcsd is cut off (committed down).
+    Cut,
+}
+
+fn health(obs: Obs) -> Option<ServerHealth> {
+    let base = ServerHealth {
+        health: Health::Ok,
+        failures: 0,
+        failure: None,
+        gone: false,
+        read_only: Some(true),
+        server_id: Some(1),
+        gtid: Some("0-1-10".into()),
+        message: String::new(),
+        last_probe: at(0),
+    };
+    let fail = |kind, gone, ro, msg: &str| ServerHealth {
+        health: Health::Fail,
+        failures: 4,
+        failure: Some(kind),
+        gone,
+        read_only: ro,
+        message: msg.into(),
+        ..base.clone()
+    };
+    Some(match obs {
+        Obs::None | Obs::Cut => return None,
+        Obs::Ro => base,
+        Obs::Rw => ServerHealth {
+            read_only: Some(false),
+            ..base
+        },
+        Obs::Warn => ServerHealth {
+            health: Health::OkWarn,
+            failures: 2,
+            failure: Some(FailureKind::Offline),
+            message: "Could not connect".into(),
+            ..base
+        },
+        Obs::Hung => fail(
+            FailureKind::Offline,
+            false,
+            Some(false),
+            "connect timed out",
+        ),
+        Obs::Gone => fail(FailureKind::Offline, true, None, "Connection refused"),
+        Obs::Broken => fail(
+            FailureKind::Online,
+            false,
+            Some(true),
+            "Slave Error: Slave SQL is not running, Slave_SQL_Running=No.",
+        ),
+    })
+}
+
+fn pool_of(states: &[PoolState]) -> (Pools, String) {
+    let mut pools = Pools::default();
+    pools
+        .apply(&PoolCommand::Init {
+            name: "app".into(),
+            primary: db(1),
+            secondaries: (2..=states.len()).map(db).collect(),
+            settings: Settings::default(),
+            at: at(0),
+        })
+        .unwrap();
+    let pool = pools.pools.get_mut("app").unwrap();
+    for (m, s) in pool.members.iter_mut().zip(states) {
+        m.state = *s;
+    }
+    (pools, "app".into())
+}
+
+/// One decision over a pool in `states` with the members observed as `obs`.
+fn step(pool: &Pool, obs: &[Obs]) -> Pool {
+    let healths: Vec<Option<ServerHealth>> = obs.iter().map(|o| health(*o)).collect();
+    let seen = |k: &ServerKey| {
+        let i = pool.members.iter().position(|m| &m.server == k).unwrap();
+        Seen {
+            health: healths[i].as_ref(),
+            cut_off: obs[i] == Obs::Cut,
+        }
+    };
+    decide("app", pool, &seen, at(10)).unwrap_or_else(|| pool.clone())
+}
+
+fn states(pool: &Pool) -> Vec<PoolState> {
+    pool.members.iter().map(|m| m.state).collect()
+}
+
+fn msg(pool: &Pool, i: usize) -> &str {
+    &pool.members[i].message
+}
+
+/// The table: (scenario, states before, observations, states after, message of member i contains).
+#[test]
+fn decision_table() {
+    type Row = (
+        &'static str,
+        Vec<PoolState>,
+        Vec<Obs>,
+        Vec<PoolState>,
+        Option<(usize, &'static str)>,
+    );
+    let rows: Vec<Row> = vec![
+        (
+            "startup: UNKNOWN servers that probe clean become STANDBY",
+            vec![U, U],
+            vec![Obs::Rw, Obs::Rw],
+            vec![S, S],
+            None,
+        ),
+        (
+            "startup: nobody is promoted while another is writable",
+            vec![S, S],
+            vec![Obs::Ro, Obs::Rw],
+            vec![S, S],
+            Some((0, "Waiting for db2:3306 to be confirmed read-only")),
+        ),
+        (
+            "startup: the PRIMARY is instated once the others are read-only",
+            vec![S, S],
+            vec![Obs::Rw, Obs::Ro],
+            vec![A, S],
+            Some((0, messages::INSTATED)),
+        ),
+        (
+            "startup: UNKNOWN to STANDBY and instated in one decision",
+            vec![U, U],
+            vec![Obs::Ro, Obs::Ro],
+            vec![A, S],
+            Some((0, messages::INSTATED)),
+        ),
+        (
+            "startup with the PRIMARY down: the SECONDARY takes over",
+            vec![U, U],
+            vec![Obs::Gone, Obs::Ro],
+            vec![FOFF, A],
+            Some((1, messages::FAILOVER)),
+        ),
+        (
+            "never probed: waits, decides nothing",
+            vec![U, U],
+            vec![Obs::None, Obs::None],
+            vec![U, U],
+            None,
+        ),
+        (
+            "kill -9 of the ACTIVE: FAILED_OFFLINE and failover in one transition",
+            vec![A, S],
+            vec![Obs::Gone, Obs::Ro],
+            vec![FOFF, A],
+            Some((1, messages::FAILOVER)),
+        ),
+        (
+            "a hung ACTIVE fails, but nobody takes writes until it is confirmed",
+            vec![A, S],
+            vec![Obs::Hung, Obs::Ro],
+            vec![FOFF, S],
+            Some((1, "Waiting for db1:3306")),
+        ),
+        (
+            "a hung ACTIVE, later confirmed read-only: promotion",
+            vec![FOFF, S],
+            vec![Obs::Broken, Obs::Ro],
+            vec![FON, A],
+            Some((1, messages::FAILOVER)),
+        ),
+        (
+            "the ACTIVE's host cut off past its lease: promotion",
+            vec![A, S],
+            vec![Obs::Cut, Obs::Ro],
+            vec![FOFF, A],
+            Some((0, "Cut off")),
+        ),
+        (
+            "a degraded ACTIVE stays ACTIVE",
+            vec![A, S],
+            vec![Obs::Warn, Obs::Ro],
+            vec![A, S],
+            None,
+        ),
+        (
+            "a STANDBY that fails becomes FAILED, the ACTIVE stays",
+            vec![A, S],
+            vec![Obs::Rw, Obs::Broken],
+            vec![A, FON],
+            Some((1, "Slave SQL is not running")),
+        ),
+        (
+            "FAILED stays FAILED when it probes clean, and says so",
+            vec![A, FOFF],
+            vec![Obs::Rw, Obs::Ro],
+            vec![A, FOFF],
+            Some((1, messages::REPORTS_RECOVERY)),
+        ),
+        (
+            "a FAILED PRIMARY says so in MPP's words",
+            vec![FOFF, A],
+            vec![Obs::Ro, Obs::Rw],
+            vec![FOFF, A],
+            Some((0, messages::PRIMARY_REPORTS_RECOVERY)),
+        ),
+        (
+            "FAILED flips between OFFLINE and ONLINE with the latest failure",
+            vec![FOFF, A],
+            vec![Obs::Broken, Obs::Rw],
+            vec![FON, A],
+            None,
+        ),
+        (
+            "three servers: the second fails over to the third",
+            vec![FOFF, A, S],
+            vec![Obs::Gone, Obs::Gone, Obs::Ro],
+            vec![FOFF, FOFF, A],
+            Some((2, messages::FAILOVER)),
+        ),
+        (
+            "a recovered PRIMARY is reinstated: the SECONDARY stands down first",
+            vec![S, A],
+            vec![Obs::Ro, Obs::Rw],
+            vec![S, S],
+            Some((1, messages::RELINQUISH)),
+        ),
+        (
+            "fencing off: promotion does not wait for read_only",
+            vec![A, S],
+            vec![Obs::Hung, Obs::Rw],
+            vec![FOFF, A],
+            None,
+        ),
+    ];
+    for (name, before, obs, after, message) in rows {
+        let (mut pools, _) = pool_of(&before);
+        if name.starts_with("fencing off") {
+            pools.pools.get_mut("app").unwrap().settings.fencing = false;
+        }
+        let next = step(&pools.pools["app"], &obs);
+        assert_eq!(states(&next), after, "{name}");
+        if let Some((i, text)) = message {
+            assert!(
+                msg(&next, i).contains(text),
+                "{name}: message {:?}",
+                msg(&next, i)
+            );
+        }
+        // Every decision is accepted by apply: the invariants hold.
+        let mut applied = pools.clone();
+        if next != pools.pools["app"] {
+            applied
+                .apply(&PoolCommand::Decided {
+                    name: "app".into(),
+                    revision: pools.pools["app"].revision,
+                    next: next.clone(),
+                    at: at(10),
+                })
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+    }
+}
+
+#[test]
+fn d2_a_replica_connecting_to_its_dead_source_is_not_failing() {
+    let judge = Judge {
+        sources: vec![("db1:3306".into(), 1)],
+        max_lag_secs: None,
+    };
+    let connecting = Probe::Answered(ProbeFacts {
+        read_only: true,
+        server_id: 2,
+        gtid_binlog_pos: "0-1-10".into(),
+        replica: Some(ReplicaFacts {
+            io_running: "Connecting".into(),
+            sql_running: "Yes".into(),
+            source_server_id: 1,
+            last_io_error: "error reconnecting to master".into(),
+            ..Default::default()
+        }),
+    });
+    let mut h = None;
+    for _ in 0..10 {
+        h = Some(grade(h.as_ref(), &connecting, &judge, 4, at(1)));
+    }
+    let h = h.unwrap();
+    assert_eq!(
+        (h.health, h.failures, h.message.as_str()),
+        (Health::Ok, 0, "")
+    );
+    // So when the PRIMARY dies, the STANDBY is a candidate (MPP failed both: 0 of 12).
+    let (pools, _) = pool_of(&[A, S]);
+    assert_eq!(
+        states(&step(&pools.pools["app"], &[Obs::Gone, Obs::Ro])),
+        [FOFF, A]
+    );
+}
+
+#[test]
+fn d3_the_last_server_is_not_failed_and_the_message_is_true() {
+    let (pools, _) = pool_of(&[A, FON]);
+    let next = step(&pools.pools["app"], &[Obs::Gone, Obs::Broken]);
+    assert_eq!(states(&next), [A, FON]);
+    assert!(
+        msg(&next, 0).ends_with(messages::NOT_FAILING),
+        "{}",
+        msg(&next, 0)
+    );
+    // When it comes back it is still ACTIVE, no recover needed, and the note goes.
+    let back = step(&next, &[Obs::Rw, Obs::Broken]);
+    assert_eq!(states(&back), [A, FON]);
+    assert_eq!(msg(&back, 0), "");
+}
+
+#[test]
+fn d4_d19_an_active_that_is_no_replica_is_healthy_and_others_are_judged_against_it() {
+    let (mut pools, _) = pool_of(&[A, S]);
+    pools.health.insert(db(1), health(Obs::Rw).unwrap());
+    let not_a_replica = Probe::Answered(ProbeFacts {
+        read_only: false,
+        server_id: 1,
+        gtid_binlog_pos: "0-1-10".into(),
+        replica: None,
+    });
+    let active = grade(None, &not_a_replica, &Judge::of(&pools, &db(1)), 4, at(1));
+    assert_eq!(active.health, Health::Ok);
+    // The STANDBY must replicate from the ACTIVE's server_id.
+    let judge = Judge::of(&pools, &db(2));
+    assert_eq!(judge.sources, [("db1:3306".to_owned(), 1)]);
+    let elsewhere = Probe::Answered(ProbeFacts {
+        read_only: true,
+        server_id: 2,
+        gtid_binlog_pos: String::new(),
+        replica: Some(ReplicaFacts {
+            io_running: "Yes".into(),
+            sql_running: "Yes".into(),
+            source_server_id: 7,
+            ..Default::default()
+        }),
+    });
+    let standby = grade(None, &elsewhere, &judge, 4, at(1));
+    assert_eq!(standby.failures, 1);
+    assert!(
+        standby.message.contains("not from the ACTIVE db1:3306"),
+        "{}",
+        standby.message
+    );
+    let alone = Probe::Answered(ProbeFacts {
+        replica: None,
+        server_id: 2,
+        ..Default::default()
+    });
+    assert!(grade(None, &alone, &judge, 4, at(1))
+        .message
+        .contains("Not a replica of the ACTIVE"));
+}
+
+#[test]
+fn d5_d6_d8_a_degraded_or_failed_server_above_does_not_block_a_healthy_one_below() {
+    // P FAILED but reporting recovery, S ACTIVE dies, S2 healthy: S2 takes over (D-8).
+    let (pools, _) = pool_of(&[FOFF, A, S]);
+    let next = step(&pools.pools["app"], &[Obs::Ro, Obs::Gone, Obs::Ro]);
+    assert_eq!(states(&next), [FOFF, FOFF, A]);
+    // S degraded, S2 clean: S2 is preferred (D-6, V13b).
+    let (pools, _) = pool_of(&[A, S, S]);
+    let next = step(&pools.pools["app"], &[Obs::Gone, Obs::Warn, Obs::Ro]);
+    assert_eq!(states(&next), [FOFF, S, A]);
+    // Only degraded candidates left: the degraded one still beats no ACTIVE (D-6).
+    let (pools, _) = pool_of(&[A, S, S]);
+    let next = step(&pools.pools["app"], &[Obs::Gone, Obs::Ro, Obs::Broken]);
+    assert_eq!(states(&next), [FOFF, A, FON]);
+}
+
+#[test]
+fn d7_no_command_can_make_two_active() {
+    let (mut pools, name) = pool_of(&[A, S]);
+    // A decision (from a buggy or stale leader) with two ACTIVE is refused.
+    let mut two = pools.pools[&name].clone();
+    two.members[1].state = A;
+    let err = pools
+        .apply(&PoolCommand::Decided {
+            name: name.clone(),
+            revision: two.revision,
+            next: two,
+            at: at(1),
+        })
+        .unwrap_err();
+    assert!(err.contains("2 ACTIVE"), "{err}");
+    // activate-primary and switchover demote the old ACTIVE in the same transition.
+    let mut pools2 = pool_of(&[S, A]).0;
+    pools2
+        .apply(&PoolCommand::Handover {
+            name: name.clone(),
+            to: None,
+            at: at(1),
+        })
+        .unwrap();
+    let p = &pools2.pools[&name];
+    assert_eq!(states(p), [S, S]);
+    assert_eq!(p.handover.as_ref().unwrap().to, db(1));
+    // ... and the target takes over only once the old one is read-only.
+    let waiting = step(p, &[Obs::Ro, Obs::Rw]);
+    assert_eq!(states(&waiting), [S, S]);
+    let done = step(p, &[Obs::Ro, Obs::Ro]);
+    assert_eq!(states(&done), [A, S]);
+    assert_eq!(msg(&done, 0), messages::ACTIVATED);
+    assert_eq!(
+        done.catch_up.as_deref(),
+        Some("0-1-10"),
+        "the target catches up first"
+    );
+    // A manual set of ACTIVE while paused demotes the other.
+    pools
+        .apply(&PoolCommand::Pause {
+            name: name.clone(),
+            paused: true,
+            at: at(2),
+        })
+        .unwrap();
+    pools
+        .apply(&PoolCommand::ManualSet {
+            name: name.clone(),
+            server: db(2),
+            state: Some(A),
+            status: None,
+            at: at(3),
+        })
+        .unwrap();
+    assert_eq!(states(&pools.pools[&name]), [S, A]);
+}
+
+#[test]
+fn d1_operator_commands_and_decisions_are_ordered_by_the_log() {
+    // A decision made before a recover was committed is refused, not applied over it.
+    let (mut pools, name) = pool_of(&[A, FOFF]);
+    let before = pools.pools[&name].clone();
+    let decision = step(&before, &[Obs::Warn, Obs::Gone]);
+    pools
+        .apply(&PoolCommand::Recover {
+            target: RecoverTarget::Server(db(2)),
+            at: at(1),
+        })
+        .unwrap();
+    assert_eq!(pools.pools[&name].members[1].state, U);
+    let err = pools
+        .apply(&PoolCommand::Decided {
+            name: name.clone(),
+            revision: before.revision,
+            next: decision,
+            at: at(2),
+        })
+        .unwrap_err();
+    assert!(err.contains("changed since the decision"), "{err}");
+    assert_eq!(pools.pools[&name].members[1].message, messages::RECOVERY);
+}
+
+#[test]
+fn d12_d17_failures_count_only_failed_probes_and_every_probe_ends() {
+    let judge = Judge::default();
+    let ok = Probe::Answered(ProbeFacts::default());
+    let down = Probe::Unreachable("timed out after 200 ms".into());
+    // A takeover does not count as a failure: only failed probes move the level.
+    let mut h = grade(None, &ok, &judge, 4, at(0));
+    let mut levels = vec![h.health];
+    for _ in 0..4 {
+        h = grade(Some(&h), &down, &judge, 4, at(1));
+        levels.push(h.health);
+    }
+    use Health::*;
+    assert_eq!(levels, [Ok, OkInfo, OkWarn, OkCritical, Fail]);
+    assert_eq!(grade(Some(&h), &ok, &judge, 4, at(2)).health, Ok);
+    // A refused connection is FAIL at once (the process is gone).
+    let refused = grade(
+        None,
+        &Probe::Refused("Connection refused".into()),
+        &judge,
+        4,
+        at(3),
+    );
+    assert_eq!((refused.health, refused.gone), (Fail, true));
+    // D-17: a hung query is a probe outcome like any other (the prober bounds every step).
+    let hung = grade(
+        None,
+        &Probe::QueryFailed("query timed out after 200 ms".into()),
+        &judge,
+        4,
+        at(3),
+    );
+    assert_eq!(
+        (hung.health, hung.failure),
+        (OkInfo, Some(FailureKind::Online))
+    );
+}
+
+#[test]
+fn d20_d21_members_change_only_by_committed_command_with_defined_effects() {
+    let (mut pools, name) = pool_of(&[A, S, FOFF]);
+    // Removing the ACTIVE is refused with the remedy.
+    let err = pools
+        .apply(&PoolCommand::Configure {
+            name: name.clone(),
+            changes: vec![SettingChange::Members(vec![db(2), db(3)])],
+            at: at(1),
+        })
+        .unwrap_err();
+    assert!(err.contains("db1:3306 is ACTIVE: switch over"), "{err}");
+    // Reordering changes TYPE with the order; removed members leave; new ones start UNKNOWN.
+    pools
+        .apply(&PoolCommand::Configure {
+            name: name.clone(),
+            changes: vec![SettingChange::Members(vec![db(2), db(1), db(4)])],
+            at: at(2),
+        })
+        .unwrap();
+    let p = &pools.pools[&name];
+    let shape: Vec<_> = p
+        .members
+        .iter()
+        .map(|m| (m.server.host.as_str(), m.kind, m.state))
+        .collect();
+    use proto::PoolType::*;
+    assert_eq!(
+        shape,
+        [
+            ("db2", Primary, S),
+            ("db1", Secondary, A),
+            ("db4", Secondary, U)
+        ]
+    );
+    let last: Vec<_> = pools
+        .history
+        .iter()
+        .rev()
+        .take(2)
+        .map(|e| (e.server.host.clone(), e.from, e.to))
+        .collect();
+    assert!(last.contains(&("db3".into(), Some(FOFF), None)), "{last:?}");
+    assert!(last.contains(&("db4".into(), None, Some(U))), "{last:?}");
+}
+
+#[test]
+fn bad_operator_input_is_refused_and_changes_nothing() {
+    let (pools, name) = pool_of(&[A, S]);
+    let cases: Vec<(PoolCommand, &str)> = vec![
+        (
+            PoolCommand::Init {
+                name: "solo".into(),
+                primary: db(1),
+                secondaries: vec![],
+                settings: Settings::default(),
+                at: at(1),
+            },
+            "at least one SECONDARY",
+        ),
+        (
+            PoolCommand::Init {
+                name: "dup".into(),
+                primary: db(1),
+                secondaries: vec![db(1)],
+                settings: Settings::default(),
+                at: at(1),
+            },
+            "listed twice",
+        ),
+        (
+            PoolCommand::Init {
+                name: name.clone(),
+                primary: db(5),
+                secondaries: vec![db(6)],
+                settings: Settings::default(),
+                at: at(1),
+            },
+            "exists already",
+        ),
+        (
+            PoolCommand::Init {
+                name: "a b".into(),
+                primary: db(5),
+                secondaries: vec![db(6)],
+                settings: Settings::default(),
+                at: at(1),
+            },
+            "pool name",
+        ),
+        (
+            PoolCommand::Recover {
+                target: RecoverTarget::Server(db(2)),
+                at: at(1),
+            },
+            "is not FAILED (STANDBY in app): nothing to recover",
+        ),
+        (
+            PoolCommand::Recover {
+                target: RecoverTarget::Server(db(9)),
+                at: at(1),
+            },
+            "db9:3306 is in no pool",
+        ),
+        (
+            PoolCommand::Recover {
+                target: RecoverTarget::Pool("nope".into()),
+                at: at(1),
+            },
+            "no pool named \"nope\"",
+        ),
+        (
+            PoolCommand::ManualSet {
+                name: name.clone(),
+                server: db(2),
+                state: Some(A),
+                status: None,
+                at: at(1),
+            },
+            "is not paused",
+        ),
+        (
+            PoolCommand::Handover {
+                name: name.clone(),
+                to: None,
+                at: at(1),
+            },
+            "PRIMARY SERVER db1:3306 IS NOT READY",
+        ),
+        (
+            PoolCommand::Handover {
+                name: name.clone(),
+                to: Some(db(9)),
+                at: at(1),
+            },
+            "not a member of pool app",
+        ),
+        (
+            PoolCommand::Pause {
+                name: name.clone(),
+                paused: false,
+                at: at(1),
+            },
+            "running already",
+        ),
+    ];
+    for (cmd, want) in cases {
+        let mut after = pools.clone();
+        let err = after.apply(&cmd).unwrap_err();
+        assert!(err.contains(want), "{cmd:?}: {err}");
+        assert_eq!(after, pools, "{cmd:?} changed something");
+    }
+    assert!(crate::parse_addr("db1").is_err());
+    assert!(crate::parse_addr("db1:0").is_err());
+    assert!(crate::parse_addr("db1:99999").is_err());
+    assert!(crate::parse_addr(":3306").is_err());
+    assert_eq!(crate::parse_addr("db1:3306"), Ok(db(1)));
+    assert!(SettingChange::parse("fencing=maybe").is_err());
+    assert!(SettingChange::parse("colour=blue")
+        .unwrap_err()
+        .contains("unknown pool setting"));
+}
+
+#[test]
+fn epoch_grows_exactly_when_the_active_changes_and_history_records_it() {
+    let (mut pools, name) = pool_of(&[U, U]);
+    let mut epochs = Vec::new();
+    for obs in [
+        [Obs::Ro, Obs::Ro],
+        [Obs::Rw, Obs::Ro],
+        [Obs::Gone, Obs::Ro],
+        [Obs::Gone, Obs::Rw],
+    ] {
+        let cur = pools.pools[&name].clone();
+        let next = step(&cur, &obs);
+        if next != cur {
+            pools
+                .apply(&PoolCommand::Decided {
+                    name: name.clone(),
+                    revision: cur.revision,
+                    next,
+                    at: at(5),
+                })
+                .unwrap();
+        }
+        epochs.push(pools.pools[&name].epoch);
+    }
+    assert_eq!(epochs, [1, 1, 2, 2]);
+    let to: Vec<_> = pools
+        .history
+        .iter()
+        .map(|e| (e.server.host.clone(), e.to, e.epoch))
+        .collect();
+    assert_eq!(
+        to[to.len() - 2..],
+        [("db1".into(), Some(FOFF), 2), ("db2".into(), Some(A), 2)]
+    );
+}
+
+#[test]
+fn lease_fencing_duty() {
+    let (mut pools, name) = pool_of(&[A, S]);
+    pools.pools.get_mut(&name).unwrap().epoch = 3;
+    let lease = std::time::Duration::from_millis(500);
+    let ms = std::time::Duration::from_millis;
+    assert!(matches!(
+        fence::desired(&pools, &db(1), None, lease),
+        Some(Want::Writable { epoch: 3, .. })
+    ));
+    assert!(matches!(
+        fence::desired(&pools, &db(1), Some(ms(499)), lease),
+        Some(Want::Writable { .. })
+    ));
+    assert!(matches!(
+        fence::desired(&pools, &db(1), Some(ms(500)), lease),
+        Some(Want::ReadOnly(_))
+    ));
+    assert!(matches!(
+        fence::desired(&pools, &db(2), None, lease),
+        Some(Want::ReadOnly(_))
+    ));
+    assert_eq!(
+        fence::desired(&pools, &db(7), Some(ms(900)), lease),
+        None,
+        "not in a pool: left alone"
+    );
+    pools.pools.get_mut(&name).unwrap().settings.fencing = false;
+    assert_eq!(fence::desired(&pools, &db(2), None, lease), None);
+    use CatchUp::*;
+    assert_eq!(fence::catch_up(true, ms(0), ms(10), false), Unfence);
+    assert_eq!(fence::catch_up(false, ms(5), ms(10), false), Wait);
+    assert_eq!(fence::catch_up(false, ms(10), ms(10), false), GiveUp);
+    assert_eq!(fence::catch_up(false, ms(10), ms(10), true), Unfence);
+}
+
+#[test]
+fn gtid_catch_up() {
+    assert!(caught_up("0-1-10", "0-1-10"));
+    assert!(caught_up("0-2-12,1-1-3", "0-1-10"));
+    assert!(!caught_up("0-2-9", "0-1-10"));
+    assert!(!caught_up("1-1-100", "0-1-10"), "a domain it has not seen");
+    assert!(caught_up("0-1-1", ""), "nothing required");
+    assert!(!caught_up("garbage", "0-1-1"));
+}
+
+#[test]
+fn state_round_trips_through_json() {
+    let (mut pools, _) = pool_of(&[A, S]);
+    pools.health.insert(db(1), health(Obs::Rw).unwrap());
+    let text = serde_json::to_string(&pools).unwrap();
+    assert_eq!(serde_json::from_str::<Pools>(&text).unwrap(), pools);
+}
