@@ -26,6 +26,10 @@ pub enum CtlError {
     },
     /// `remove-member` without `--yes`: refused before contacting gcsd. Exit 2 (usage).
     Unconfirmed { id: u64 },
+    /// Arguments gcsctl refuses before contacting gcsd. Exit 2.
+    Usage(String),
+    /// gcsd's answer does not contain what was asked for (an unknown pool or server). Exit 1.
+    NotFound(String),
 }
 
 impl CtlError {
@@ -33,8 +37,8 @@ impl CtlError {
     pub fn exit_code(&self) -> u8 {
         match self {
             CtlError::Unreachable { .. } => 3,
-            CtlError::Failed { .. } | CtlError::Unreadable { .. } => 1,
-            CtlError::Unconfirmed { .. } => 2,
+            CtlError::Failed { .. } | CtlError::Unreadable { .. } | CtlError::NotFound(_) => 1,
+            CtlError::Unconfirmed { .. } | CtlError::Usage(_) => 2,
         }
     }
 }
@@ -61,7 +65,7 @@ impl fmt::Display for CtlError {
                         f,
                         "; is {addr} the admin address of a gcsd as new as this gcsctl? (--gcsd)"
                     ),
-                    409 => write!(f, "; see `gcsctl members`"),
+                    409 => write!(f, "; see `gcsctl members` or `gcsctl list`"),
                     503 => write!(
                         f,
                         "; this needs a leader with a quorum, see `gcsctl status`, then retry"
@@ -81,6 +85,7 @@ impl fmt::Display for CtlError {
                  the host back it must be added again with `gcsctl add-member`. If that is \
                  what you want, run `gcsctl remove-member {id} --yes`"
             ),
+            CtlError::Usage(text) | CtlError::NotFound(text) => f.write_str(text),
         }
     }
 }

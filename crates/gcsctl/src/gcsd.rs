@@ -3,8 +3,7 @@
 use std::io;
 use std::time::Duration;
 
-use proto::admin::AddMemberRequest;
-use serde::Deserialize;
+use proto::admin::{AddMemberRequest, HistoryReport, PoolRequest, PoolsReport};
 use serde_json::Value;
 use ureq::Agent;
 
@@ -47,15 +46,45 @@ impl Gcsd {
 
     /// `GET /cluster`, typed, plus the raw JSON so `--json` keeps fields this gcsctl ignores.
     pub fn cluster(&self) -> Result<(ClusterReport, Value), CtlError> {
-        let body = self.exchange("report the cluster", Method::Get, "/cluster")?;
+        self.get_typed("report the cluster", "/cluster", "a cluster report")
+    }
+
+    /// `GET /pools`, typed, plus the raw JSON for `--json`.
+    pub fn pools(&self) -> Result<(PoolsReport, Value), CtlError> {
+        self.get_typed("report the pools", "/pools", "a pools report")
+    }
+
+    /// `GET /history`.
+    pub fn history(&self, pool: Option<&str>) -> Result<(HistoryReport, Value), CtlError> {
+        let path = match pool {
+            Some(p) => format!("/history?pool={}", query_escape(p)),
+            None => "/history".into(),
+        };
+        self.get_typed("report the history", &path, "a history report")
+    }
+
+    /// `POST /pools`: one operator command.
+    pub fn pool_request(&self, action: &str, req: &PoolRequest) -> Result<String, CtlError> {
+        let body = serde_json::to_string(req).expect("PoolRequest serializes");
+        let answer = self.exchange(action, Method::Post(Some(body)), "/pools")?;
+        Ok(message_of(&answer))
+    }
+
+    fn get_typed<T: serde::de::DeserializeOwned>(
+        &self,
+        action: &str,
+        path: &str,
+        what: &'static str,
+    ) -> Result<(T, Value), CtlError> {
+        let body = self.exchange(action, Method::Get, path)?;
         let unreadable = |e: serde_json::Error| CtlError::Unreadable {
             addr: self.addr.clone(),
-            what: "a cluster report",
+            what,
             reason: e.to_string(),
         };
         let raw: Value = serde_json::from_str(&body).map_err(unreadable)?;
-        let cluster = ClusterReport::deserialize(&raw).map_err(unreadable)?;
-        Ok((cluster, raw))
+        let typed = T::deserialize(&raw).map_err(unreadable)?;
+        Ok((typed, raw))
     }
 
     pub fn add_member(&self, req: &AddMemberRequest) -> Result<String, CtlError> {
@@ -147,6 +176,17 @@ fn describe_io(e: &io::Error) -> (String, &'static str) {
         }
     };
     (plain.to_string(), RUNNING)
+}
+
+/// Pool names are letters, digits and `_-.` (gcsd refuses others), but a typo must still make
+/// a well-formed URL.
+fn query_escape(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// gcsd answers `{"message": ...}`; anything else is shown as text.

@@ -8,6 +8,7 @@
 mod cluster;
 mod error;
 mod gcsd;
+mod pool;
 
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -18,7 +19,7 @@ use clap::{Parser, Subcommand};
 
 use crate::error::CtlError;
 use crate::gcsd::Gcsd;
-use proto::admin::AddMemberRequest;
+use proto::admin::{AddMemberRequest, PoolRequest};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -87,6 +88,95 @@ enum Command {
     },
     /// Ask the gcsd at --gcsd to shut down cleanly.
     Shutdown,
+    /// Declare, change or delete a pool.
+    #[command(subcommand)]
+    Pool(PoolCommand),
+    /// MPP's list: every server of every pool (or of POOL) with type, failures, last probe,
+    /// status, state and message.
+    List {
+        pool: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One server's verdicts, in every pool it belongs to.
+    Report {
+        /// HOST:PORT
+        server: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Exit 0 (printing OK) if HOST:PORT is the committed ACTIVE of a pool and the answering
+    /// member has quorum, else 1 (printing NO): for LVS/keepalived MISC_CHECK.
+    IsActive {
+        /// HOST:PORT
+        server: String,
+    },
+    /// Take FAILED servers back into their pools (as UNKNOWN, then STANDBY once healthy).
+    Recover {
+        /// HOST:PORT: recover it in every pool where it is FAILED.
+        server: Option<String>,
+        /// Recover every FAILED server of this pool.
+        #[arg(long, conflicts_with = "server")]
+        pool: Option<String>,
+    },
+    /// Hand ACTIVE back to the pool's PRIMARY (a planned handover).
+    ActivatePrimary { pool: String },
+    /// Planned handover of ACTIVE to another server; prints the write-unavailable time.
+    Switchover {
+        pool: String,
+        /// HOST:PORT of the new ACTIVE.
+        #[arg(long)]
+        to: String,
+    },
+    /// Turn the pool's automation off (only `set` changes it then).
+    Pause { pool: String },
+    /// Turn the pool's automation back on.
+    Resume { pool: String },
+    /// Set a server's state or status by hand (only while its pool is paused).
+    Set {
+        /// HOST:PORT
+        server: String,
+        #[arg(long)]
+        pool: String,
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long)]
+        status: Option<String>,
+    },
+    /// The committed transitions, newest last.
+    History {
+        pool: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PoolCommand {
+    /// Declare a pool: one PRIMARY, then SECONDARY servers in priority order.
+    Init {
+        name: String,
+        #[arg(long)]
+        primary: String,
+        #[arg(long = "secondary", required = true)]
+        secondaries: Vec<String>,
+        /// KEY=VALUE: fencing=on|off, hostile_takeover=on|off, max_lag_secs=N|none,
+        /// catch_up_timeout_ms=N.
+        #[arg(long = "set")]
+        settings: Vec<String>,
+    },
+    /// Change settings: KEY=VALUE... (also members=H:P,H:P,... to reorder, add or remove).
+    Set {
+        name: String,
+        #[arg(required = true)]
+        settings: Vec<String>,
+    },
+    /// Delete a pool (needs --yes).
+    Delete {
+        name: String,
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 /// Accepts `host:port` or `http://host:port`; gcsctl speaks plain HTTP only.
@@ -165,6 +255,167 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             out_line(&gcsd.remove_member(id)?)?;
         }
         Command::Shutdown => out_line(&gcsd.shutdown()?)?,
+        Command::Pool(cmd) => {
+            let (action, req) = match cmd {
+                PoolCommand::Init {
+                    name,
+                    primary,
+                    secondaries,
+                    settings,
+                } => (
+                    format!("define pool {name}"),
+                    PoolRequest::Init {
+                        name,
+                        primary,
+                        secondaries,
+                        settings,
+                    },
+                ),
+                PoolCommand::Set { name, settings } => (
+                    format!("change pool {name}"),
+                    PoolRequest::Set { name, settings },
+                ),
+                PoolCommand::Delete { name, yes } => {
+                    if !yes {
+                        return Err(CtlError::Usage(format!(
+                            "deleting pool {name} stops its failover management; repeat with --yes"
+                        ))
+                        .into());
+                    }
+                    (format!("delete pool {name}"), PoolRequest::Delete { name })
+                }
+            };
+            out_line(&gcsd.pool_request(&action, &req)?)?;
+        }
+        Command::List { pool, json } => {
+            let (report, raw) = gcsd.pools()?;
+            if let Some(name) = &pool {
+                if !report.pools.iter().any(|p| &p.name == name) {
+                    return Err(CtlError::NotFound(format!("no pool named {name:?}")).into());
+                }
+            }
+            if json {
+                out_json(&raw)?;
+            } else {
+                out(&pool::render_list(&report, pool.as_deref()))?;
+            }
+        }
+        Command::Report { server, json } => {
+            let (report, raw) = gcsd.pools()?;
+            let Some(text) = pool::render_report(&report, &server) else {
+                return Err(CtlError::NotFound(format!("{server} is in no pool")).into());
+            };
+            if json {
+                let pools: Vec<_> = raw["pools"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|p| {
+                        p["servers"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .any(|s| s["server"] == server.as_str())
+                    })
+                    .cloned()
+                    .collect();
+                out_json(&serde_json::json!({ "pools": pools }))?;
+            } else {
+                out(&text)?;
+            }
+        }
+        Command::IsActive { server } => {
+            let (report, _) = gcsd.pools()?;
+            let active = pool::is_active(&report, &server);
+            out_line(if active { "OK" } else { "NO" })?;
+            return Ok(ExitCode::from(if active { 0 } else { 1 }));
+        }
+        Command::Recover { server, pool } => {
+            let action = match (&server, &pool) {
+                (Some(s), _) => format!("recover {s}"),
+                (None, Some(p)) => format!("recover pool {p}"),
+                (None, None) => {
+                    return Err(
+                        CtlError::Usage("recover needs HOST:PORT or --pool NAME".into()).into(),
+                    )
+                }
+            };
+            out_line(&gcsd.pool_request(&action, &PoolRequest::Recover { server, pool })?)?;
+        }
+        Command::ActivatePrimary { pool } => {
+            let action = format!("activate the PRIMARY of {pool}");
+            out_line(&gcsd.pool_request(&action, &PoolRequest::ActivatePrimary { pool })?)?;
+        }
+        Command::Switchover { pool, to } => {
+            let action = format!("switch pool {pool} over to {to}");
+            gcsd.pool_request(
+                &action,
+                &PoolRequest::Switchover {
+                    pool: pool.clone(),
+                    to: to.clone(),
+                },
+            )?;
+            let started = std::time::Instant::now();
+            let deadline = started + Duration::from_secs(30);
+            loop {
+                let (report, _) = gcsd.pools()?;
+                let writable = report
+                    .pools
+                    .iter()
+                    .filter(|p| p.name == pool)
+                    .flat_map(|p| &p.servers)
+                    .any(|s| {
+                        s.server == to
+                            && s.state == proto::PoolState::Active
+                            && s.read_only == Some(false)
+                    });
+                if writable {
+                    out_line(&format!(
+                        "switchover of {pool} to {to} done: writes were unavailable for at most {} ms (from the handover's commit until {to} reported read_only=OFF)",
+                        started.elapsed().as_millis()
+                    ))?;
+                    break;
+                }
+                if std::time::Instant::now() > deadline {
+                    return Err(CtlError::NotFound(format!(
+                        "the handover to {to} was committed, but {to} did not report read_only=OFF within 30 s: see gcsctl list {pool}"
+                    ))
+                    .into());
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        Command::Pause { pool } => {
+            let action = format!("pause pool {pool}");
+            out_line(&gcsd.pool_request(&action, &PoolRequest::Pause { pool })?)?;
+        }
+        Command::Resume { pool } => {
+            let action = format!("resume pool {pool}");
+            out_line(&gcsd.pool_request(&action, &PoolRequest::Resume { pool })?)?;
+        }
+        Command::Set {
+            server,
+            pool,
+            state,
+            status,
+        } => {
+            let action = format!("set {server} in pool {pool}");
+            let req = PoolRequest::ManualSet {
+                pool,
+                server,
+                state,
+                status,
+            };
+            out_line(&gcsd.pool_request(&action, &req)?)?;
+        }
+        Command::History { pool, json } => {
+            let (report, raw) = gcsd.history(pool.as_deref())?;
+            if json {
+                out_json(&raw)?;
+            } else {
+                out(&pool::render_history(&report))?;
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

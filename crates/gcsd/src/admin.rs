@@ -1,20 +1,22 @@
 //! Admin HTTP, for operators, `gcsctl` and monitoring: `/live`, `/ready`, `/cluster`,
-//! `/metrics`, member changes and an orderly shutdown.
+//! `/metrics`, member changes, pools (`/pools`, `/history`) and an orderly shutdown.
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use proto::admin::AddMemberRequest;
+use chrono::Utc;
+use proto::admin::{AddMemberRequest, PoolRequest};
 use tokio_util::sync::CancellationToken;
 
 use crate::group::Group;
 use crate::plugin_port::PluginPort;
+use crate::pool_api;
 use crate::raft::MemberNode;
-use crate::state::MemberId;
+use crate::state::{Applied, Command, MemberId};
 use crate::wire::ProposeError;
 
 #[derive(Clone)]
@@ -30,6 +32,8 @@ pub fn router(admin: Admin) -> Router {
         .route("/ready", get(ready))
         .route("/cluster", get(cluster))
         .route("/metrics", get(metrics))
+        .route("/pools", get(pools).post(pool_request))
+        .route("/history", get(history))
         .route("/members", post(add_member))
         .route("/members/{id}", delete(remove_member))
         .route("/shutdown", post(shutdown))
@@ -64,6 +68,33 @@ async fn metrics(State(a): State<Admin>) -> Response {
         body,
     )
         .into_response()
+}
+
+async fn pools(State(a): State<Admin>) -> Response {
+    Json(pool_api::report(&a.group.state(), a.group.quorum_problem())).into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct HistoryQuery {
+    pool: Option<String>,
+}
+
+async fn history(State(a): State<Admin>, Query(q): Query<HistoryQuery>) -> Response {
+    Json(pool_api::history(&a.group.state(), q.pool.as_deref())).into_response()
+}
+
+/// An operator's pool command: checked for form here, committed through the leader, where
+/// `apply` decides whether it is allowed.
+async fn pool_request(State(a): State<Admin>, Json(req): Json<PoolRequest>) -> Response {
+    let cmd = match pool_api::command(req, Utc::now()) {
+        Ok(cmd) => cmd,
+        Err(why) => return error(StatusCode::BAD_REQUEST, why),
+    };
+    outcome(match a.group.propose(Command::Pool(Box::new(cmd))).await {
+        Ok(Applied::Done) => Ok("done".into()),
+        Ok(Applied::Rejected(why)) => Err(ProposeError::Rejected(why)),
+        Err(e) => Err(e),
+    })
 }
 
 async fn add_member(State(a): State<Admin>, Json(req): Json<AddMemberRequest>) -> Response {

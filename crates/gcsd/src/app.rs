@@ -14,7 +14,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::wire::transport::{Tcp, Transport};
-use crate::{admin, group, local_servers, metrics, plugin_port, wire};
+use crate::{admin, group, local_servers, metrics, plugin_port, probe, wire};
 
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let cfg = Arc::new(cfg);
@@ -47,11 +47,15 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     group.bootstrap().await?;
     let local = local_servers::LocalServers::new(group.clone());
     tokio::spawn(local.clone().reconcile());
+    let password = cfg.probe.password().map_err(anyhow::Error::msg)?;
+    let probes = probe::Probes::new(group.clone(), local.clone(), password)?;
+    tokio::spawn(probes.clone().run());
 
     let shutdown = CancellationToken::new();
     let port = Arc::new(plugin_port::PluginPort {
         group: group.clone(),
         local,
+        probes,
         connections: Arc::new(Semaphore::new(cfg.max_plugin_connections)),
         max_connections: cfg.max_plugin_connections,
         idle_timeout: Duration::from_secs(cfg.plugin_idle_timeout_secs),

@@ -8,6 +8,8 @@ use std::time::Duration;
 use clap::Parser;
 use serde::{Deserialize, Serialize};
 
+use proto::is_token;
+
 use crate::state::MemberId;
 
 /// The commented sample printed by `--print-sample-config`; it is also the documentation of
@@ -61,6 +63,28 @@ plugin_idle_timeout_secs = 600
 
 # On SIGTERM: how long to wait for the clean leave and for connections to drain.
 shutdown_grace_ms = 2000
+
+# The lease: a gcsd that cannot reach a quorum for this long sets its servers read_only=ON by
+# itself. Must be shorter than member_timeout_ms minus [probe] query_timeout_ms, so that the
+# group promotes another server only after a cut-off host has surely fenced its own.
+fence_after_ms = 500
+
+# Probing the database servers of pools (gcsctl pool init). This gcsd probes the servers
+# registered through it (by the plugin) and the ones listed here, over SQL.
+[probe]
+# The probe account. It needs SLAVE MONITOR (SHOW SLAVE STATUS) and READ_ONLY ADMIN (to set
+# read_only for fencing); see the README.
+user = "gcsd_probe"
+# A file holding its password (mode 0600 or stricter; no file: no password).
+# password_file = "/etc/gcsd/probe.password"
+# One probe every interval; each step of a probe has its own deadline.
+interval_ms = 250
+connect_timeout_ms = 200
+query_timeout_ms = 200
+# Consecutive failed probes that make a server FAIL (OK, OK_INFO, OK_WARN, OK_CRITICAL, FAIL).
+max_failures = 4
+# Servers without the plugin that this gcsd registers and probes as their owner.
+servers = []
 "#;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -86,6 +110,66 @@ pub struct Config {
     pub max_plugin_connections: usize,
     pub plugin_idle_timeout_secs: u64,
     pub shutdown_grace_ms: u64,
+    pub fence_after_ms: u64,
+    pub probe: ProbeConfig,
+}
+
+/// The `[probe]` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProbeConfig {
+    pub user: String,
+    pub password_file: Option<PathBuf>,
+    pub interval_ms: u64,
+    pub connect_timeout_ms: u64,
+    pub query_timeout_ms: u64,
+    pub max_failures: u32,
+    pub servers: Vec<String>,
+}
+
+impl Default for ProbeConfig {
+    fn default() -> Self {
+        Self {
+            user: "gcsd_probe".into(),
+            password_file: None,
+            interval_ms: 250,
+            connect_timeout_ms: 200,
+            query_timeout_ms: 200,
+            max_failures: 4,
+            servers: Vec::new(),
+        }
+    }
+}
+
+impl ProbeConfig {
+    /// The password from `password_file` (none without a file). Refuses a file that others
+    /// can read or write; the error names the file and its mode, never its content.
+    pub fn password(&self) -> Result<Option<String>, String> {
+        use std::os::unix::fs::PermissionsExt;
+        let Some(path) = &self.password_file else {
+            return Ok(None);
+        };
+        let meta = std::fs::metadata(path)
+            .map_err(|e| format!("probe password_file {}: {e}", path.display()))?;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(format!(
+                "probe password_file {} has mode {mode:04o}; it must be 0600 or stricter (chmod 600 {})",
+                path.display(),
+                path.display()
+            ));
+        }
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("probe password_file {}: {e}", path.display()))?;
+        Ok(Some(text.trim_end_matches(['\n', '\r']).to_owned()))
+    }
+
+    pub fn servers(&self) -> Result<Vec<proto::ServerKey>, String> {
+        self.servers
+            .iter()
+            .map(|s| pool::parse_addr(s).map_err(|e| format!("[probe] servers: {e}")))
+            .collect()
+    }
 }
 
 impl Default for Config {
@@ -111,6 +195,8 @@ impl Default for Config {
             max_plugin_connections: 10000,
             plugin_idle_timeout_secs: 600,
             shutdown_grace_ms: 2000,
+            fence_after_ms: 500,
+            probe: ProbeConfig::default(),
         }
     }
 }
@@ -161,6 +247,9 @@ pub struct Cli {
     /// A server without heartbeats this long is expired.
     #[arg(long)]
     pub server_ttl_secs: Option<u32>,
+    /// Without quorum this long, this gcsd sets its servers read-only (the lease).
+    #[arg(long)]
+    pub fence_after_ms: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -202,7 +291,8 @@ impl Config {
             join,
             voters,
             member_timeout_ms,
-            server_ttl_secs
+            server_ttl_secs,
+            fence_after_ms
         );
         cfg.validate()?;
         Ok(cfg)
@@ -279,6 +369,36 @@ impl Config {
                 problems.push(format!("{key} must be 1 or more"));
             }
         }
+        let p = &self.probe;
+        for (key, v) in [
+            ("fence_after_ms", self.fence_after_ms),
+            ("[probe] interval_ms", p.interval_ms),
+            ("[probe] connect_timeout_ms", p.connect_timeout_ms),
+            ("[probe] query_timeout_ms", p.query_timeout_ms),
+            ("[probe] max_failures", u64::from(p.max_failures)),
+        ] {
+            if v == 0 {
+                problems.push(format!("{key} must be 1 or more"));
+            }
+        }
+        if self.fence_after_ms + p.query_timeout_ms >= self.member_timeout_ms {
+            problems.push(format!(
+                "fence_after_ms ({}) + [probe] query_timeout_ms ({}) must be less than member_timeout_ms ({}): a cut-off gcsd must have fenced its servers before the group promotes another",
+                self.fence_after_ms, p.query_timeout_ms, self.member_timeout_ms
+            ));
+        }
+        if !is_token(&p.user) {
+            problems.push(format!(
+                "[probe] user {:?} must be a name without spaces",
+                p.user
+            ));
+        }
+        if let Err(e) = p.password() {
+            problems.push(e);
+        }
+        if let Err(e) = p.servers() {
+            problems.push(e);
+        }
         if problems.is_empty() {
             Ok(())
         } else {
@@ -304,6 +424,10 @@ impl Config {
 
     pub fn propose_timeout(&self) -> Duration {
         Duration::from_millis(self.propose_timeout_ms)
+    }
+
+    pub fn fence_after(&self) -> Duration {
+        Duration::from_millis(self.fence_after_ms)
     }
 
     pub fn shutdown_grace(&self) -> Duration {
@@ -342,6 +466,36 @@ mod tests {
             err.to_string().contains("unknown field `node_idd`"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_lease_must_end_before_the_group_promotes() {
+        let cfg = Config {
+            fence_after_ms: 900,
+            ..Config::default()
+        };
+        let msg = cfg.validate().unwrap_err().to_string();
+        assert!(msg.contains("fence_after_ms (900) + [probe] query_timeout_ms (200) must be less than member_timeout_ms (1000)"), "{msg}");
+    }
+
+    #[test]
+    fn a_probe_password_file_others_can_read_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pw");
+        std::fs::write(&path, "s3cret\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let mut cfg = Config::default();
+        cfg.probe.password_file = Some(path.clone());
+        let msg = cfg.validate().unwrap_err().to_string();
+        assert!(
+            msg.contains("has mode 0644; it must be 0600 or stricter"),
+            "{msg}"
+        );
+        assert!(!msg.contains("s3cret"));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(cfg.probe.password(), Ok(Some("s3cret".into())));
+        cfg.validate().unwrap();
     }
 
     #[test]

@@ -219,6 +219,14 @@ impl LocalServers {
         HeartbeatOutcome::Changed(self.register_command(server, status, role))
     }
 
+    /// The server's process is gone (its probe was refused): it is `off` here too, so that the
+    /// next reconcile pass does not register it back as it was.
+    pub fn mark_off(&self, server: &ServerKey) {
+        if let Some(local) = self.servers.lock().get_mut(server) {
+            local.status = Status::Off;
+        }
+    }
+
     /// Commits the status change a heartbeat reported (`HeartbeatOutcome::Changed`).
     pub async fn commit_status_change(&self, cmd: Command) -> Result<(), ProposeError> {
         let _changing = self.changes.lock().await;

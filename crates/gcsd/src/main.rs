@@ -16,7 +16,10 @@ mod in_memory_group_tests;
 mod local_servers;
 mod metrics;
 mod plugin_port;
+mod pool_api;
+mod probe;
 mod raft;
+mod sql;
 mod state;
 mod wire;
 

@@ -27,6 +27,8 @@ pub struct Metrics {
     registry: Registry,
     proposals: Family<Labels, Counter>,
     pub commit_seconds: Histogram,
+    pub pool_decision_seconds: Histogram,
+    pub probe_seconds: Histogram,
     plugin_commands: Family<Labels, Counter>,
     plugin_connections: Gauge,
     pub plugin_refused: Counter,
@@ -44,6 +46,8 @@ impl Metrics {
             registry: Registry::with_prefix("gcsd"),
             proposals: Family::default(),
             commit_seconds: Histogram::new(exponential_buckets(0.0002, 2.0, 14)),
+            pool_decision_seconds: Histogram::new(exponential_buckets(0.000_001, 2.0, 16)),
+            probe_seconds: Histogram::new(exponential_buckets(0.0002, 2.0, 14)),
             plugin_commands: Family::default(),
             plugin_connections: Gauge::default(),
             plugin_refused: Counter::default(),
@@ -63,6 +67,16 @@ impl Metrics {
             "commit_seconds",
             "Time from proposal to commit",
             m.commit_seconds.clone(),
+        );
+        m.registry.register(
+            "pool_decision_seconds",
+            "Time the leader takes to decide one pool",
+            m.pool_decision_seconds.clone(),
+        );
+        m.registry.register(
+            "probe_seconds",
+            "Time one SQL probe of a server takes, fencing included",
+            m.probe_seconds.clone(),
         );
         m.registry.register(
             "plugin_commands",

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use proto::{Command, Errno, LineBuffer, Reply, ServerList, MAX_LINE};
+use proto::{Command, Errno, LineBuffer, Reply, ServerKey, ServerList, MAX_LINE};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
@@ -17,6 +17,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::group::{Group, ServerListView};
 use crate::local_servers::{HeartbeatOutcome, LocalServers};
+use crate::probe::Probes;
 use crate::wire::ProposeError;
 
 /// A client that does not take a reply within this time is dropped.
@@ -25,6 +26,7 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct PluginPort {
     pub group: Arc<Group>,
     pub local: Arc<LocalServers>,
+    pub probes: Arc<Probes>,
     /// One permit per open connection; all permits back means every connection has closed.
     pub connections: Arc<Semaphore>,
     pub max_connections: usize,
@@ -74,8 +76,15 @@ impl PluginPort {
             };
             let port = self.clone();
             self.tasks.spawn(async move {
-                if let Err(e) = port.connection(stream).await {
+                let mut servers = Vec::new();
+                if let Err(e) = port.connection(stream, &mut servers).await {
                     tracing::debug!(%peer, "plugin connection ended: {e}");
+                }
+                // A server that did not say goodbye may have crashed: look at once.
+                if !port.shutdown.is_cancelled() {
+                    for server in servers {
+                        port.probes.dropped(server);
+                    }
                 }
             });
         }
@@ -85,7 +94,13 @@ impl PluginPort {
         self.max_connections - self.connections.available_permits()
     }
 
-    async fn connection(&self, stream: TcpStream) -> std::io::Result<()> {
+    /// Serves one connection; `servers` collects the servers it joined or sent heartbeats
+    /// for, and did not leave.
+    async fn connection(
+        &self,
+        stream: TcpStream,
+        servers: &mut Vec<ServerKey>,
+    ) -> std::io::Result<()> {
         let (mut reader, mut writer) = stream.into_split();
         let Ok(_permit) = self.connections.clone().try_acquire_owned() else {
             self.group.metrics.plugin_refused.inc();
@@ -97,7 +112,7 @@ impl PluginPort {
         loop {
             while let Some(line) = lines.next_line() {
                 let next = match line {
-                    Ok(line) => self.command(&line, &mut writer).await?,
+                    Ok(line) => self.command(&line, &mut writer, servers).await?,
                     Err(too_long) => {
                         send(&mut writer, &Reply::from(&too_long).to_line()).await?;
                         Next::Close
@@ -124,7 +139,12 @@ impl PluginPort {
         }
     }
 
-    async fn command(&self, line: &[u8], writer: &mut OwnedWriteHalf) -> std::io::Result<Next> {
+    async fn command(
+        &self,
+        line: &[u8],
+        writer: &mut OwnedWriteHalf,
+        servers: &mut Vec<ServerKey>,
+    ) -> std::io::Result<Next> {
         let cmd = match Command::parse(line) {
             Ok(Some(cmd)) => cmd,
             Ok(None) => return Ok(Next::Continue),
@@ -135,6 +155,15 @@ impl PluginPort {
             }
         };
         self.group.metrics.plugin_command(cmd.verb().word());
+        match &cmd {
+            Command::Join { server, .. } | Command::Heartbeat { server, .. }
+                if !servers.contains(server) =>
+            {
+                servers.push(server.clone());
+            }
+            Command::Leave { server } => servers.retain(|s| s != server),
+            _ => {}
+        }
         let reply = match cmd {
             Command::Join {
                 server,

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
+use pool::{PoolCommand, Pools, Seen};
 use proto::{Role, ServerKey, ServerRow, Status};
 use serde::{Deserialize, Serialize};
 
@@ -50,6 +51,9 @@ pub enum Command {
     },
     /// An operator removed the member from the group for good.
     MemberRemoved { member: MemberId },
+    /// A change to the pools: an operator's command, a member's probe reports, or the leader's
+    /// decision (see the `pool` crate, which checks it).
+    Pool(Box<PoolCommand>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -108,6 +112,9 @@ pub struct GroupState {
     pub servers: BTreeMap<ServerKey, ServerRecord>,
     /// Bumped on every change of the liveness view (Isis2's view id).
     pub view_id: u64,
+    /// The pools, the probed health of their servers, and their history.
+    #[serde(default)]
+    pub pools: Pools,
 }
 
 impl GroupState {
@@ -201,8 +208,39 @@ impl GroupState {
                 }
                 self.servers.retain(|_, s| s.member != *member);
             }
+            Command::Pool(cmd) => {
+                if let Err(why) = self.pools.apply(cmd) {
+                    return Applied::Rejected(why);
+                }
+                if let PoolCommand::Observe { reports } = &**cmd {
+                    // A server whose process is gone is `off` in every list at once, rather
+                    // than after its heartbeat TTL.
+                    for (server, health) in reports {
+                        if let Some(rec) = self.servers.get_mut(server) {
+                            if health.gone {
+                                rec.status = Status::Off;
+                            }
+                        }
+                    }
+                }
+            }
         }
         Applied::Done
+    }
+
+    /// What the group knows about `server` for the pool decision: its committed health, and
+    /// whether its owner is cut off (registered through a member that is committed down, or
+    /// last probed by one).
+    pub fn seen(&self, server: &ServerKey) -> Seen<'_> {
+        let owner = self
+            .servers
+            .get(server)
+            .map(|r| r.member)
+            .or_else(|| self.pools.health.get(server).map(|h| h.member));
+        Seen {
+            health: self.pools.health.get(server),
+            cut_off: owner.is_some_and(|m| !self.is_up(m)),
+        }
     }
 
     pub fn is_up(&self, member: MemberId) -> bool {

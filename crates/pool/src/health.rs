@@ -82,8 +82,9 @@ impl Judge {
 
 /// The new health of a server after `probe`, given its previous health: one level down per
 /// consecutive failed probe, FAIL at `max_failures`, back to OK on a clean probe. A refused
-/// connection is FAIL at once: the process is gone, there is nothing to wait for.
+/// connection is FAIL at once; `member` is the prober: the process is gone, there is nothing to wait for.
 pub fn grade(
+    member: u64,
     prev: Option<&ServerHealth>,
     probe: &Probe,
     judge: &Judge,
@@ -92,6 +93,7 @@ pub fn grade(
 ) -> ServerHealth {
     let prev_failures = prev.map_or(0, |h| h.failures);
     let failed = |kind: FailureKind, message: String, failures: u32, gone: bool| ServerHealth {
+        member,
         health: Health::after_failures(failures, max_failures),
         failures,
         failure: Some(kind),
@@ -133,6 +135,7 @@ pub fn grade(
                 prev_failures.saturating_add(1)
             };
             ServerHealth {
+                member,
                 health: Health::after_failures(failures, max_failures),
                 failures,
                 failure: (failures > 0).then_some(FailureKind::Online),

@@ -209,6 +209,8 @@ impl FailureKind {
 /// A server's health as its owner's probes found it; committed when it changes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServerHealth {
+    /// The member (gcsd node id) that probed it: its owner.
+    pub member: u64,
     pub health: Health,
     /// Consecutive failed probes.
     pub failures: u32,

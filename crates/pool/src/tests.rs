@@ -45,6 +45,7 @@ enum Obs {
 
 fn health(obs: Obs) -> Option<ServerHealth> {
     let base = ServerHealth {
+        member: 1,
         health: Health::Ok,
         failures: 0,
         failure: None,
@@ -320,7 +321,7 @@ fn d2_a_replica_connecting_to_its_dead_source_is_not_failing() {
     });
     let mut h = None;
     for _ in 0..10 {
-        h = Some(grade(h.as_ref(), &connecting, &judge, 4, at(1)));
+        h = Some(grade(1, h.as_ref(), &connecting, &judge, 4, at(1)));
     }
     let h = h.unwrap();
     assert_eq!(
@@ -361,7 +362,14 @@ fn d4_d19_an_active_that_is_no_replica_is_healthy_and_others_are_judged_against_
         gtid_binlog_pos: "0-1-10".into(),
         replica: None,
     });
-    let active = grade(None, &not_a_replica, &Judge::of(&pools, &db(1)), 4, at(1));
+    let active = grade(
+        1,
+        None,
+        &not_a_replica,
+        &Judge::of(&pools, &db(1)),
+        4,
+        at(1),
+    );
     assert_eq!(active.health, Health::Ok);
     // The STANDBY must replicate from the ACTIVE's server_id.
     let judge = Judge::of(&pools, &db(2));
@@ -377,7 +385,7 @@ fn d4_d19_an_active_that_is_no_replica_is_healthy_and_others_are_judged_against_
             ..Default::default()
         }),
     });
-    let standby = grade(None, &elsewhere, &judge, 4, at(1));
+    let standby = grade(1, None, &elsewhere, &judge, 4, at(1));
     assert_eq!(standby.failures, 1);
     assert!(
         standby.message.contains("not from the ACTIVE db1:3306"),
@@ -389,7 +397,7 @@ fn d4_d19_an_active_that_is_no_replica_is_healthy_and_others_are_judged_against_
         server_id: 2,
         ..Default::default()
     });
-    assert!(grade(None, &alone, &judge, 4, at(1))
+    assert!(grade(1, None, &alone, &judge, 4, at(1))
         .message
         .contains("Not a replica of the ACTIVE"));
 }
@@ -499,17 +507,18 @@ fn d12_d17_failures_count_only_failed_probes_and_every_probe_ends() {
     let ok = Probe::Answered(ProbeFacts::default());
     let down = Probe::Unreachable("timed out after 200 ms".into());
     // A takeover does not count as a failure: only failed probes move the level.
-    let mut h = grade(None, &ok, &judge, 4, at(0));
+    let mut h = grade(1, None, &ok, &judge, 4, at(0));
     let mut levels = vec![h.health];
     for _ in 0..4 {
-        h = grade(Some(&h), &down, &judge, 4, at(1));
+        h = grade(1, Some(&h), &down, &judge, 4, at(1));
         levels.push(h.health);
     }
     use Health::*;
     assert_eq!(levels, [Ok, OkInfo, OkWarn, OkCritical, Fail]);
-    assert_eq!(grade(Some(&h), &ok, &judge, 4, at(2)).health, Ok);
+    assert_eq!(grade(1, Some(&h), &ok, &judge, 4, at(2)).health, Ok);
     // A refused connection is FAIL at once (the process is gone).
     let refused = grade(
+        1,
         None,
         &Probe::Refused("Connection refused".into()),
         &judge,
@@ -519,6 +528,7 @@ fn d12_d17_failures_count_only_failed_probes_and_every_probe_ends() {
     assert_eq!((refused.health, refused.gone), (Fail, true));
     // D-17: a hung query is a probe outcome like any other (the prober bounds every step).
     let hung = grade(
+        1,
         None,
         &Probe::QueryFailed("query timed out after 200 ms".into()),
         &judge,

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::{Role, Status};
+use crate::{Health, PoolState, PoolType, Role, Status};
 
 /// `GET /cluster`: what one member knows about the group.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -64,4 +64,107 @@ pub struct AddMemberRequest {
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin_addr: Option<String>,
+}
+
+/// `GET /pools`: every pool as this member knows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PoolsReport {
+    /// Whether the answering member can commit; without quorum the verdicts are its last
+    /// known ones, and `quorum_problem` says why.
+    pub quorum: bool,
+    pub quorum_problem: Option<String>,
+    pub pools: Vec<PoolReport>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PoolReport {
+    pub name: String,
+    pub paused: bool,
+    pub epoch: u64,
+    pub fencing: bool,
+    pub hostile_takeover: bool,
+    pub max_lag_secs: Option<u32>,
+    /// A planned handover under way, in words.
+    pub handover: Option<String>,
+    /// When the current ACTIVE was committed.
+    pub active_since: Option<DateTime<Utc>>,
+    pub servers: Vec<PoolServerReport>,
+}
+
+/// One server in one pool.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PoolServerReport {
+    /// `host:port`.
+    pub server: String,
+    #[serde(rename = "type")]
+    pub kind: PoolType,
+    pub state: PoolState,
+    /// The probed health, or the operator's while the pool is paused; none if never probed.
+    pub status: Option<Health>,
+    pub failures: u32,
+    pub message: String,
+    pub last_probe: Option<DateTime<Utc>>,
+    pub read_only: Option<bool>,
+}
+
+/// `GET /history`: committed transitions, oldest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryReport {
+    pub history: Vec<HistoryRow>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryRow {
+    pub seq: u64,
+    pub time: DateTime<Utc>,
+    pub pool: String,
+    pub server: String,
+    pub from: Option<PoolState>,
+    pub to: Option<PoolState>,
+    pub status: Option<Health>,
+    pub epoch: u64,
+    pub reason: String,
+}
+
+/// `POST /pools`: an operator's pool command. Servers are `host:port`; settings `KEY=VALUE`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum PoolRequest {
+    Init {
+        name: String,
+        primary: String,
+        secondaries: Vec<String>,
+        #[serde(default)]
+        settings: Vec<String>,
+    },
+    Set {
+        name: String,
+        settings: Vec<String>,
+    },
+    Delete {
+        name: String,
+    },
+    Recover {
+        server: Option<String>,
+        pool: Option<String>,
+    },
+    ActivatePrimary {
+        pool: String,
+    },
+    Switchover {
+        pool: String,
+        to: String,
+    },
+    Pause {
+        pool: String,
+    },
+    Resume {
+        pool: String,
+    },
+    ManualSet {
+        pool: String,
+        server: String,
+        state: Option<String>,
+        status: Option<String>,
+    },
 }

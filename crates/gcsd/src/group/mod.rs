@@ -9,6 +9,7 @@
 
 mod leader;
 mod membership;
+mod pools;
 mod quorum;
 mod report;
 mod view;
@@ -131,6 +132,7 @@ impl Group {
         }
         tokio::spawn(self.clone().publish_serverlist());
         tokio::spawn(self.clone().lead());
+        tokio::spawn(self.clone().decide_pools());
         Ok(())
     }
 
@@ -140,6 +142,11 @@ impl Group {
 
     pub fn state(&self) -> Arc<GroupState> {
         self.applied.borrow().state.clone()
+    }
+
+    /// Changes whenever this member applies a command.
+    pub fn applied_changes(&self) -> watch::Receiver<AppliedState> {
+        self.applied.clone()
     }
 
     pub fn last_applied_index(&self) -> Option<u64> {

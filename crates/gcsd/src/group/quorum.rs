@@ -39,6 +39,32 @@ pub fn problem(view: &RaftView, me: MemberId, heard: &Heard, timeout: Duration) 
     }
 }
 
+/// How long ago member `me` last knew a quorum was with it: for a leader, since the last of
+/// the freshest majority of voters (itself included) answered; for a follower, since a leader
+/// last reached it. `None` if never. This is the clock of the fencing lease.
+pub fn contact_age(view: &RaftView, me: MemberId, heard: &Heard) -> Option<Duration> {
+    if view.voters.is_empty() {
+        return None;
+    }
+    if view.is_leader(me) {
+        let need = view.voters.len() / 2 + 1;
+        let mut ages: Vec<Duration> = view
+            .voters
+            .iter()
+            .filter_map(|&v| {
+                if v == me {
+                    Some(Duration::ZERO)
+                } else {
+                    heard.peers.get(&v).copied()
+                }
+            })
+            .collect();
+        ages.sort();
+        return ages.get(need - 1).copied();
+    }
+    heard.leader
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use std::collections::{BTreeMap, BTreeSet};
@@ -178,6 +204,59 @@ pub(crate) mod tests {
                 want,
                 "{name}"
             );
+        }
+    }
+
+    /// The lease clock: how long since a quorum was last confirmed.
+    #[test]
+    fn contact_ages() {
+        use ServerState::{Follower, Leader};
+        let table = [
+            (
+                "alone",
+                view(Leader, Some(1), &[1], &[]),
+                heard(&[], None),
+                Some(0),
+            ),
+            (
+                "leader, freshest majority",
+                view(Leader, Some(1), &[1, 2, 3], &[]),
+                heard(&[(2, 700), (3, 40)], None),
+                Some(40),
+            ),
+            (
+                "leader, one follower never heard",
+                view(Leader, Some(1), &[1, 2, 3], &[]),
+                heard(&[(2, 90)], None),
+                Some(90),
+            ),
+            (
+                "leader, nobody heard",
+                view(Leader, Some(1), &[1, 2, 3], &[]),
+                heard(&[], None),
+                None,
+            ),
+            (
+                "five voters",
+                view(Leader, Some(1), &[1, 2, 3, 4, 5], &[]),
+                heard(&[(2, 10), (3, 600), (4, 20)], None),
+                Some(20),
+            ),
+            (
+                "follower",
+                view(Follower, Some(2), &[1, 2, 3], &[]),
+                heard(&[(2, 5)], Some(300)),
+                Some(300),
+            ),
+            (
+                "follower, never heard a leader",
+                view(Follower, None, &[1, 2, 3], &[]),
+                heard(&[], None),
+                None,
+            ),
+        ];
+        for (name, view, heard, want) in table {
+            assert_eq!(contact_age(&view, 1, &heard), want.map(ms), "{name}");
         }
     }
 }

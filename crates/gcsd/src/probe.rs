@@ -1,0 +1,358 @@
+//! Probing and fencing this member's database servers.
+//!
+//! One task per server that is in a pool (registered through this member by the plugin, or
+//! listed in `[probe] servers`): every `interval_ms`, and at once when its plugin connection
+//! drops or the committed state changes what it should be, it probes the server over SQL
+//! ([`crate::sql`]), grades the probe ([`pool::grade`]), carries out the fencing duty
+//! ([`pool::fence::desired`]) and commits the report when it says something new.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use parking_lot::Mutex;
+use pool::fence::{self, CatchUp, Want};
+use pool::{Judge, PoolCommand, Probe, ServerHealth};
+use proto::{Role, ServerKey, Status};
+use tokio::sync::Notify;
+
+use crate::group::Group;
+use crate::local_servers::{HeartbeatOutcome, LocalServers};
+use crate::sql::{self, Access, Session};
+use crate::state::{Command, GroupState};
+
+/// A report that says nothing new is still committed this often, so `last_probe` stays
+/// roughly current in every member's view.
+const REFRESH: Duration = Duration::from_secs(10);
+/// How soon a new ACTIVE waiting to catch up looks again.
+const CATCH_UP_POLL: Duration = Duration::from_millis(10);
+
+pub struct Probes {
+    group: Arc<Group>,
+    local: Arc<LocalServers>,
+    access: Access,
+    interval: Duration,
+    max_failures: u32,
+    /// `[probe] servers`: servers without the plugin that this member owns.
+    configured: Vec<ServerKey>,
+    /// The running tasks' wake-up calls.
+    tasks: Mutex<HashMap<ServerKey, Arc<Notify>>>,
+}
+
+impl Probes {
+    pub fn new(
+        group: Arc<Group>,
+        local: Arc<LocalServers>,
+        password: Option<String>,
+    ) -> anyhow::Result<Arc<Self>> {
+        let cfg = group.config();
+        let p = &cfg.probe;
+        let configured = p.servers().map_err(anyhow::Error::msg)?;
+        Ok(Arc::new(Self {
+            access: Access {
+                user: p.user.clone(),
+                password,
+                connect_timeout: Duration::from_millis(p.connect_timeout_ms),
+                query_timeout: Duration::from_millis(p.query_timeout_ms),
+            },
+            interval: Duration::from_millis(p.interval_ms),
+            max_failures: p.max_failures,
+            configured,
+            tasks: Mutex::new(HashMap::new()),
+            group,
+            local,
+        }))
+    }
+
+    /// Whether this member probes `server` on its interval: it is in a pool, and registered
+    /// through this member or listed in `[probe] servers`.
+    fn owns(&self, state: &GroupState, server: &ServerKey) -> bool {
+        let mine = self.configured.contains(server)
+            || state
+                .servers
+                .get(server)
+                .is_some_and(|r| r.member == self.group.me);
+        mine && state.pools.memberships(server).next().is_some()
+    }
+
+    /// Runs for the life of the process: starts a task for every server this member comes to
+    /// own; each task ends when it no longer does.
+    pub async fn run(self: Arc<Self>) {
+        let mut applied = self.group.applied_changes();
+        loop {
+            let state = self.group.state();
+            let servers = state
+                .servers
+                .keys()
+                .chain(&self.configured)
+                .filter(|s| self.owns(&state, s))
+                .cloned()
+                .collect::<Vec<_>>();
+            for server in servers {
+                self.ensure_task(server);
+            }
+            tokio::select! {
+                r = applied.changed() => if r.is_err() { return },
+                () = tokio::time::sleep(self.interval) => {}
+            }
+        }
+    }
+
+    fn ensure_task(self: &Arc<Self>, server: ServerKey) -> Arc<Notify> {
+        let mut tasks = self.tasks.lock();
+        if let Some(wake) = tasks.get(&server) {
+            return wake.clone();
+        }
+        let wake = Arc::new(Notify::new());
+        tasks.insert(server.clone(), wake.clone());
+        tokio::spawn(self.clone().watch(server, wake.clone()));
+        wake
+    }
+
+    /// The plugin connection of `server` closed without `leave`: probe it now. If nothing
+    /// listens any more, it is `off` in every member's list within one commit.
+    pub fn dropped(self: &Arc<Self>, server: ServerKey) {
+        let running = self.tasks.lock().get(&server).cloned();
+        match running {
+            Some(wake) => wake.notify_one(),
+            None => {
+                let me = self.clone();
+                tokio::spawn(async move {
+                    me.round(&server, &mut Waiting::default()).await;
+                });
+            }
+        }
+    }
+
+    async fn watch(self: Arc<Self>, server: ServerKey, wake: Arc<Notify>) {
+        tracing::info!(server = %pool::addr(&server), "probing");
+        let mut applied = self.group.applied_changes();
+        let mut waiting = Waiting::default();
+        loop {
+            if !self.owns(&self.group.state(), &server) {
+                self.tasks.lock().remove(&server);
+                tracing::info!(server = %pool::addr(&server), "no longer probing");
+                return;
+            }
+            let next_in = self.round(&server, &mut waiting).await;
+            let next = tokio::time::Instant::now() + next_in;
+            let acted_on = self.want(&server);
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep_until(next) => break,
+                    () = wake.notified() => break,
+                    r = applied.changed() => {
+                        if r.is_err() { return }
+                        // Probe at once only when what the server should be changed.
+                        if self.want(&server) != acted_on { break }
+                    }
+                }
+            }
+        }
+    }
+
+    fn want(&self, server: &ServerKey) -> Option<Want> {
+        fence::desired(
+            &self.group.state().pools,
+            server,
+            Some(self.group.lease_age()),
+            self.group.config().fence_after(),
+        )
+    }
+
+    /// One probe of `server`, its fencing duty, and its report. Returns when to probe next.
+    async fn round(&self, server: &ServerKey, waiting: &mut Waiting) -> Duration {
+        let started = Instant::now();
+        let state = self.group.state();
+        let (probe, session) = sql::probe(server, &self.access).await;
+        let prev = state.pools.health.get(server);
+        let judge = Judge::of(&state.pools, server);
+        let mut health = pool::grade(
+            self.group.me,
+            prev,
+            &probe,
+            &judge,
+            self.max_failures,
+            Utc::now(),
+        );
+        let mut next = self.interval;
+        if let Some(mut session) = session {
+            if self.fence(server, &mut session, &mut health, waiting).await {
+                next = CATCH_UP_POLL;
+            }
+            session.close().await;
+        }
+        self.group
+            .metrics
+            .probe_seconds
+            .observe(started.elapsed().as_secs_f64());
+        if health.gone {
+            self.local.mark_off(server);
+        }
+        if let Probe::Answered(facts) = &probe {
+            if self.configured.contains(server) {
+                let role = if facts.replica.is_some() {
+                    Role::Slave
+                } else {
+                    Role::Master
+                };
+                self.keep_registered(server, role).await;
+            }
+        }
+        let handing_over = state
+            .pools
+            .pools
+            .values()
+            .any(|p| p.handover.as_ref().is_some_and(|h| &h.from == server));
+        // A server in no pool is probed only when its plugin connection drops, to tell the
+        // group at once that it is gone; nothing else about it interests the group.
+        let in_pool = state.pools.memberships(server).next().is_some();
+        if (in_pool && news(prev, &health, handing_over)) || (!in_pool && health.gone) {
+            let cmd = Command::Pool(Box::new(PoolCommand::Observe {
+                reports: vec![(server.clone(), health)],
+            }));
+            if let Err(e) = self.group.propose(cmd).await {
+                tracing::debug!(server = %pool::addr(server), "cannot commit the probe report: {e}");
+            }
+        }
+        next
+    }
+
+    /// Carries out the fencing duty on an open session; `health` is updated with what was
+    /// done. Returns true when a new ACTIVE is waiting to catch up (probe again soon).
+    async fn fence(
+        &self,
+        server: &ServerKey,
+        session: &mut Session,
+        health: &mut ServerHealth,
+        waiting: &mut Waiting,
+    ) -> bool {
+        let name = pool::addr(server);
+        match self.want(server) {
+            Some(Want::ReadOnly(why)) if health.read_only == Some(false) => {
+                match session.set_read_only(true).await {
+                    Ok(()) => {
+                        tracing::info!(server = %name, "fenced: read_only=ON ({why})");
+                        // The position after the fence is final: a handover's target waits
+                        // for it.
+                        if let Ok(facts) = session.facts().await {
+                            health.read_only = Some(facts.read_only);
+                            health.gtid = Some(facts.gtid_binlog_pos);
+                        }
+                    }
+                    Err(e) => tracing::warn!(server = %name, "cannot fence: {e}"),
+                }
+                false
+            }
+            Some(Want::Writable {
+                pool,
+                epoch,
+                catch_up,
+                hostile_takeover,
+                catch_up_timeout,
+            }) if health.read_only == Some(true) => {
+                let since = waiting.since(&pool, epoch);
+                let applied = match &catch_up {
+                    None => true,
+                    Some(required) => session
+                        .gtid_current_pos()
+                        .await
+                        .is_ok_and(|pos| pool::caught_up(&pos, required)),
+                };
+                match fence::catch_up(applied, since.elapsed(), catch_up_timeout, hostile_takeover)
+                {
+                    CatchUp::Wait => true,
+                    CatchUp::GiveUp => {
+                        if waiting.warn_once() {
+                            tracing::warn!(
+                                server = %name,
+                                pool = %pool,
+                                "did not catch up with its predecessor within {} ms; it stays read-only (hostile_takeover is off)",
+                                catch_up_timeout.as_millis()
+                            );
+                        }
+                        false
+                    }
+                    CatchUp::Unfence => {
+                        match session.set_read_only(false).await {
+                            Ok(()) => {
+                                health.read_only = Some(false);
+                                tracing::info!(
+                                    server = %name,
+                                    pool = %pool,
+                                    epoch,
+                                    waited_ms = since.elapsed().as_millis() as u64,
+                                    "ACTIVE: read_only=OFF"
+                                );
+                            }
+                            Err(e) => {
+                                tracing::warn!(server = %name, "cannot make it writable: {e}")
+                            }
+                        }
+                        false
+                    }
+                }
+            }
+            _ => false,
+        }
+    }
+
+    /// Keeps a `[probe] servers` entry registered through this member while it answers.
+    async fn keep_registered(&self, server: &ServerKey, role: Role) {
+        let result = match self.local.heartbeat(server, Status::On) {
+            HeartbeatOutcome::Recorded => Ok(()),
+            HeartbeatOutcome::Changed(cmd) => self.local.commit_status_change(cmd).await,
+            HeartbeatOutcome::Unknown => self.local.join(server.clone(), Status::On, role).await,
+        };
+        if let Err(e) = result {
+            tracing::debug!(server = %pool::addr(server), "cannot register: {e}");
+        }
+    }
+}
+
+/// Whether a report tells the group something it does not know: any change but the probe's
+/// time and the GTID position (which moves with every write), or a `REFRESH` gone by. The
+/// position counts while a handover waits for this server's last one.
+fn news(prev: Option<&ServerHealth>, new: &ServerHealth, handing_over: bool) -> bool {
+    let Some(prev) = prev else { return true };
+    let same = ServerHealth {
+        last_probe: prev.last_probe,
+        gtid: if handing_over {
+            new.gtid.clone()
+        } else {
+            prev.gtid.clone()
+        },
+        ..new.clone()
+    };
+    same != *prev
+        || (new.last_probe - prev.last_probe)
+            .to_std()
+            .unwrap_or_default()
+            >= REFRESH
+}
+
+/// Since when a new ACTIVE has been waiting to catch up, per pool and epoch.
+#[derive(Default)]
+struct Waiting {
+    current: Option<(String, u64, Instant)>,
+    warned: bool,
+}
+
+impl Waiting {
+    fn since(&mut self, pool: &str, epoch: u64) -> Instant {
+        match &self.current {
+            Some((p, e, t)) if p == pool && *e == epoch => *t,
+            _ => {
+                let now = Instant::now();
+                self.current = Some((pool.to_owned(), epoch, now));
+                self.warned = false;
+                now
+            }
+        }
+    }
+
+    fn warn_once(&mut self) -> bool {
+        !std::mem::replace(&mut self.warned, true)
+    }
+}
