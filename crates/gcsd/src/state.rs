@@ -240,6 +240,10 @@ impl GroupState {
         Seen {
             health: self.pools.health.get(server),
             cut_off: owner.is_some_and(|m| !self.is_up(m)),
+            registered: self
+                .servers
+                .get(server)
+                .is_some_and(|r| self.is_up(r.member)),
         }
     }
 

@@ -16,6 +16,8 @@ pub struct Seen<'a> {
     /// Its owner gcsd is committed as down: cut off from the group for longer than its lease,
     /// so it has fenced its servers (or could not reach them either).
     pub cut_off: bool,
+    /// It is registered through a member that is up, so a probe report is on its way.
+    pub registered: bool,
 }
 
 /// How one server stands, for the decision.
@@ -47,13 +49,14 @@ fn standing(seen: Seen<'_>) -> Standing {
 }
 
 /// Whether the server surely cannot take writes: observed read-only, its process gone, or its
-/// gcsd cut off past its lease. A server never probed counts as unable: the group cannot see
-/// it, and it joins the fenced set as soon as it is probed (see the README on `read_only=ON`
-/// in every pool member's configuration).
+/// gcsd cut off past its lease. A registered server not yet probed must wait for its first
+/// report. One that no gcsd has ever seen cannot be fenced by the group and does not hold the
+/// others up: it is fenced when it first appears (see the README on `read_only=ON` in every
+/// pool member's configuration).
 fn unable_to_write(seen: Seen<'_>) -> bool {
     match seen.health {
         _ if seen.cut_off => true,
-        None => true,
+        None => !seen.registered,
         Some(h) => h.gone || h.read_only == Some(true),
     }
 }
@@ -198,8 +201,9 @@ fn promote<'a>(pool: &mut Pool, standings: &[Standing], seen: &dyn Fn(&ServerKey
     pool.handover = None;
 }
 
-/// A healthy PRIMARY that is STANDBY while a SECONDARY is ACTIVE takes ACTIVE back, as a
-/// planned handover (after `recover`, MPP's reinstatement).
+/// A recovered PRIMARY, once STANDBY and healthy while a SECONDARY is ACTIVE, takes ACTIVE
+/// back as a planned handover (MPP's reinstatement). Only after `recover`: a switchover to a
+/// SECONDARY stays.
 fn reinstate(
     name: &str,
     pool: &mut Pool,
@@ -208,7 +212,8 @@ fn reinstate(
     at: chrono::DateTime<chrono::Utc>,
 ) {
     let primary = &pool.members[0];
-    let ready = pool.members[active].kind == PoolType::Secondary
+    let ready = pool.reinstate_primary
+        && pool.members[active].kind == PoolType::Secondary
         && primary.state == PoolState::Standby
         && standings[0] == Standing::Healthy { clean: true }
         && pool.handover.is_none();

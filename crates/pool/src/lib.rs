@@ -171,6 +171,10 @@ pub struct Pool {
     pub catch_up: Option<String>,
     /// When the current ACTIVE was committed.
     pub active_since: Option<DateTime<Utc>>,
+    /// The PRIMARY was recovered while a SECONDARY is ACTIVE: hand ACTIVE back to it once it
+    /// is healthy (MPP's reinstatement). A switchover chooses otherwise and clears it.
+    #[serde(default)]
+    pub reinstate_primary: bool,
 }
 
 impl Pool {

@@ -166,6 +166,7 @@ impl Pools {
                     handover: None,
                     catch_up: None,
                     active_since: None,
+                    reinstate_primary: false,
                 };
                 self.record(name, None, &pool, *at, "pool defined");
                 self.pools.insert(name.clone(), pool);
@@ -356,6 +357,7 @@ impl Pools {
             if let Some(i) = next.position(&server) {
                 next.members[i].state = PoolState::Unknown;
                 next.members[i].message = messages::RECOVERY.into();
+                next.reinstate_primary |= next.members[i].kind == PoolType::Primary;
             }
             self.commit(&name, next, at, "")?;
         }
@@ -392,6 +394,9 @@ impl Pools {
         if old_active != new_active.as_ref() {
             next.epoch += 1;
             next.active_since = new_active.is_some().then_some(at);
+        }
+        if next.active().is_some_and(|m| m.kind == PoolType::Primary) {
+            next.reinstate_primary = false;
         }
         if new_active.is_none() {
             next.catch_up = None;
@@ -617,5 +622,8 @@ pub(crate) fn start_handover(
         kind,
         started: at,
     });
+    if kind == HandoverKind::Switchover {
+        next.reinstate_primary = false;
+    }
     Ok(next)
 }

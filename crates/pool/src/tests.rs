@@ -25,8 +25,10 @@ fn db(n: usize) -> ServerKey {
 /// What a member observed about a server, in one word.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Obs {
-    /// Never probed.
+    /// Never probed, registered: a report is on its way.
     None,
+    /// Never probed, registered nowhere.
+    Unseen,
     /// Clean probe, read_only=ON.
     Ro,
     /// Clean probe, writable.
@@ -66,7 +68,7 @@ fn health(obs: Obs) -> Option<ServerHealth> {
         ..base.clone()
     };
     Some(match obs {
-        Obs::None | Obs::Cut => return None,
+        Obs::None | Obs::Unseen | Obs::Cut => return None,
         Obs::Ro => base,
         Obs::Rw => ServerHealth {
             read_only: Some(false),
@@ -121,6 +123,7 @@ fn step(pool: &Pool, obs: &[Obs]) -> Pool {
         Seen {
             health: healths[i].as_ref(),
             cut_off: obs[i] == Obs::Cut,
+            registered: !matches!(obs[i], Obs::Cut | Obs::Unseen),
         }
     };
     decide("app", pool, &seen, at(10)).unwrap_or_else(|| pool.clone())
@@ -265,6 +268,27 @@ fn decision_table() {
             Some((1, messages::RELINQUISH)),
         ),
         (
+            "a STANDBY PRIMARY not recovered (after a switchover) stays STANDBY",
+            vec![S, A],
+            vec![Obs::Ro, Obs::Rw],
+            vec![S, A],
+            None,
+        ),
+        (
+            "a registered server not yet probed holds the promotion up",
+            vec![U, U],
+            vec![Obs::Ro, Obs::None],
+            vec![S, U],
+            Some((0, "Waiting for db2:3306")),
+        ),
+        (
+            "a server no gcsd has seen does not hold it up",
+            vec![U, U],
+            vec![Obs::Ro, Obs::Unseen],
+            vec![A, U],
+            Some((0, messages::INSTATED)),
+        ),
+        (
             "fencing off: promotion does not wait for read_only",
             vec![A, S],
             vec![Obs::Hung, Obs::Rw],
@@ -276,6 +300,9 @@ fn decision_table() {
         let (mut pools, _) = pool_of(&before);
         if name.starts_with("fencing off") {
             pools.pools.get_mut("app").unwrap().settings.fencing = false;
+        }
+        if name.starts_with("a recovered PRIMARY") {
+            pools.pools.get_mut("app").unwrap().reinstate_primary = true;
         }
         let next = step(&pools.pools["app"], &obs);
         assert_eq!(states(&next), after, "{name}");
@@ -297,6 +324,9 @@ fn decision_table() {
                     at: at(10),
                 })
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
+            // With nothing new observed, the next decision changes no state: no flapping.
+            let again = step(&applied.pools["app"], &obs);
+            assert_eq!(states(&again), after, "{name}: the decision is not stable");
         }
     }
 }
