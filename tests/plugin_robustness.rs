@@ -779,6 +779,12 @@ fn the_longest_names_the_protocol_allows_fill_their_columns() {
         role: Some("master".into()),
         ttl: Some(3),
         last_update: Some("2026-11-22 01:02:03.456".into()),
+        mpp_pool: None,
+        mpp_type: None,
+        mpp_state: None,
+        mpp_status: None,
+        mpp_message: None,
+        mpp_epoch: None,
     };
     assert_eq!(row, expected);
     assert_eq!(row.host.as_ref().map(String::len), Some(proto::MAX_TOKEN));

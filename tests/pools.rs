@@ -331,6 +331,64 @@ fn failover_after_kill9_and_reinstatement() {
         list.contains("FAILOVER: Taking over ACTIVE state."),
         "{list}"
     );
+    // Every live server's ISIS2IS shows the same verdicts: one row per server and pool, the
+    // replica outside the pool with NULL verdicts.
+    let verdicts = |db: &MariaDb| -> Vec<String> {
+        isis2is(db)
+            .iter()
+            .map(|r| {
+                format!(
+                    "{:?} {:?} {:?} {:?}",
+                    r.port, r.mpp_pool, r.mpp_state, r.mpp_epoch
+                )
+            })
+            .collect()
+    };
+    wait_for("the same verdicts in every ISIS2IS", WITHIN, || {
+        let (a, b) = (verdicts(&lab.dbs[1]), verdicts(&lab.dbs[2]));
+        (a == b && a.len() == 3).then_some(a)
+    });
+    let rows = isis2is(&lab.dbs[2]);
+    let row = |port: u16| {
+        rows.iter()
+            .find(|r| r.is_server(port))
+            .unwrap_or_else(|| panic!("no row for {port}:\n{}", show(&rows)))
+    };
+    let old = row(lab.dbs[0].port);
+    assert_eq!(
+        (
+            old.status.as_deref(),
+            old.mpp_state.as_deref(),
+            old.mpp_type.as_deref()
+        ),
+        (Some("off"), Some("FAILED_OFFLINE"), Some("PRIMARY")),
+        "{old}"
+    );
+    let new = row(lab.dbs[1].port);
+    assert_eq!(
+        (
+            new.mpp_state.as_deref(),
+            new.mpp_status.as_deref(),
+            new.mpp_message.as_deref()
+        ),
+        (
+            Some("ACTIVE"),
+            Some("OK"),
+            Some("FAILOVER: Taking over ACTIVE state.")
+        ),
+        "{new}"
+    );
+    assert!(new.mpp_epoch > Some(1), "{new}");
+    let outside = row(lab.dbs[2].port);
+    assert_eq!(
+        (
+            outside.mpp_pool.as_deref(),
+            outside.mpp_state.as_deref(),
+            outside.mpp_epoch
+        ),
+        (None, None, None),
+        "{outside}"
+    );
 
     // The old PRIMARY comes back: it stays FAILED until recovered, and fenced.
     lab.dbs[0].launch();

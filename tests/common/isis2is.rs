@@ -32,6 +32,12 @@ pub struct Isis2isRow {
     pub role: Option<String>,
     pub ttl: Option<u32>,
     pub last_update: Option<String>,
+    pub mpp_pool: Option<String>,
+    pub mpp_type: Option<String>,
+    pub mpp_state: Option<String>,
+    pub mpp_status: Option<String>,
+    pub mpp_message: Option<String>,
+    pub mpp_epoch: Option<u64>,
 }
 
 impl Isis2isRow {
@@ -46,20 +52,26 @@ impl Isis2isRow {
         let text = |c: Column| (columns[c as usize] != "NULL").then(|| columns[c as usize].clone());
         let number = |c: Column| {
             text(c).map(|t| {
-                t.parse()
+                t.parse::<u64>()
                     .unwrap_or_else(|_| panic!("{} {t:?} is not a number", c.name()))
             })
         };
         Self {
             error: text(Column::Error),
-            errno: number(Column::Errno).expect("ERRNO is never NULL"),
+            errno: number(Column::Errno).expect("ERRNO is never NULL") as u32,
             member: text(Column::Member),
             host: text(Column::Host),
             port: text(Column::Port),
             status: text(Column::Status),
             role: text(Column::Role),
-            ttl: number(Column::Ttl),
+            ttl: number(Column::Ttl).map(|n| n as u32),
             last_update: text(Column::LastUpdate),
+            mpp_pool: text(Column::MppPool),
+            mpp_type: text(Column::MppType),
+            mpp_state: text(Column::MppState),
+            mpp_status: text(Column::MppStatus),
+            mpp_message: text(Column::MppMessage),
+            mpp_epoch: number(Column::MppEpoch),
         }
     }
 
@@ -87,7 +99,7 @@ impl fmt::Display for Isis2isRow {
         let s = |v: &Option<String>| v.clone().unwrap_or_else(|| "NULL".into());
         write!(
             f,
-            "[{} {} {} {} {} {} {} {} {}]",
+            "[{} {} {} {} {} {} {} {} {} | {} {} {} {} {} {}]",
             self.errno,
             s(&self.member),
             s(&self.host),
@@ -97,6 +109,12 @@ impl fmt::Display for Isis2isRow {
             self.ttl.map_or("NULL".into(), |t| t.to_string()),
             s(&self.last_update),
             s(&self.error),
+            s(&self.mpp_pool),
+            s(&self.mpp_type),
+            s(&self.mpp_state),
+            s(&self.mpp_status),
+            self.mpp_epoch.map_or("NULL".into(), |e| e.to_string()),
+            s(&self.mpp_message),
         )
     }
 }

@@ -7,7 +7,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use proto::{Command, Errno, LineBuffer, Reply, ServerKey, ServerList, MAX_LINE};
+use proto::{
+    version_reply_text, Command, Errno, LineBuffer, Reply, ServerKey, ServerList, MAX_LINE,
+    SERVERLIST_VERSION,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
@@ -40,7 +43,8 @@ pub struct PluginPort {
 enum Next {
     Continue,
     Close,
-    Subscribe,
+    /// Push serverlists of this version from now on.
+    Subscribe(u32),
 }
 
 /// Binds the plugin port with a deep accept queue: a burst of (re)connecting plugins, say after
@@ -121,7 +125,9 @@ impl PluginPort {
                 match next {
                     Next::Continue => {}
                     Next::Close => return Ok(()),
-                    Next::Subscribe => return self.push_serverlists(reader, writer).await,
+                    Next::Subscribe(version) => {
+                        return self.push_serverlists(reader, writer, version).await
+                    }
                 }
             }
             let read = tokio::select! {
@@ -181,13 +187,20 @@ impl PluginPort {
                 }
                 HeartbeatOutcome::Unknown => Reply::unknown_server(&server),
             },
-            Command::Serverlist => {
-                send(writer, &block(&self.group.current_serverlist())).await?;
+            Command::Serverlist { version } => {
+                let version = version.min(SERVERLIST_VERSION);
+                send(writer, &block(&self.group.current_serverlist(), version)).await?;
                 return Ok(Next::Continue);
             }
-            Command::Subscribe => {
-                send(writer, &Reply::ok().to_line()).await?;
-                return Ok(Next::Subscribe);
+            Command::Subscribe { version } => {
+                // A plain `subscribe` gets the Isis2 reply and rows; a versioned one is told
+                // which version it gets.
+                let reply = match version.min(SERVERLIST_VERSION) {
+                    1 => Reply::ok(),
+                    v => Reply::new(Errno::Ok, version_reply_text(v)),
+                };
+                send(writer, &reply.to_line()).await?;
+                return Ok(Next::Subscribe(version.min(SERVERLIST_VERSION)));
             }
             Command::Quit => {
                 send(writer, &Reply::bye().to_line()).await?;
@@ -204,6 +217,7 @@ impl PluginPort {
         &self,
         mut reader: tokio::net::tcp::OwnedReadHalf,
         mut writer: OwnedWriteHalf,
+        version: u32,
     ) -> std::io::Result<()> {
         let mut lists = self.group.serverlist();
         lists.borrow_and_update();
@@ -214,7 +228,7 @@ impl PluginPort {
         let mut sent: Option<ServerListView> = None;
         loop {
             if sent.as_ref() != Some(&view) {
-                send(&mut writer, &block(&view)).await?;
+                send(&mut writer, &block(&view, version)).await?;
                 sent = Some(view);
             }
             loop {
@@ -249,17 +263,18 @@ fn committed(result: Result<(), ProposeError>) -> Reply {
     }
 }
 
-/// A serverlist block; a stale list says so in its header (errno 7) and still lists the rows.
-fn block(view: &ServerListView) -> String {
+/// A serverlist block of `version`; a stale list says so in its header (errno 7) and still
+/// lists the rows.
+fn block(view: &ServerListView, version: u32) -> String {
     let header = match &view.stale {
         None => Reply::new(Errno::Ok, ""),
         Some(why) => Reply::stale(why),
     };
     ServerList {
         header,
-        rows: view.rows.clone(),
+        rows: view.rows(version).to_vec(),
     }
-    .to_block()
+    .to_block(version)
 }
 
 async fn send(writer: &mut OwnedWriteHalf, text: &str) -> std::io::Result<()> {

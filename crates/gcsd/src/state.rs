@@ -4,11 +4,11 @@
 //! member applies the same committed commands in the same order, so every member holds the same
 //! state. No clocks are read here; times arrive inside the commands.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use pool::{PoolCommand, Pools, Seen};
-use proto::{Role, ServerKey, ServerRow, Status};
+use proto::{MppFields, Role, ServerKey, ServerRow, Status};
 use serde::{Deserialize, Serialize};
 
 /// A member's Raft node id.
@@ -251,19 +251,82 @@ impl GroupState {
         self.members.get(&member).is_some_and(|m| m.up)
     }
 
-    /// The serverlist as the plugin port and admin API show it.
+    /// The serverlist of version 1, as the admin API shows it too: one row per registered
+    /// server.
     pub fn server_rows(&self) -> Vec<ServerRow> {
         self.servers
             .iter()
-            .map(|(key, rec)| ServerRow {
-                member: self.member_name(rec.member),
-                server: key.clone(),
-                status: rec.status,
-                role: rec.role,
-                ttl_secs: rec.ttl_secs,
-                last_update: rec.last_update,
-            })
+            .map(|(key, rec)| self.registered_row(key, rec))
             .collect()
+    }
+
+    fn registered_row(&self, key: &ServerKey, rec: &ServerRecord) -> ServerRow {
+        ServerRow {
+            member: self.member_name(rec.member),
+            server: key.clone(),
+            status: rec.status,
+            role: rec.role,
+            ttl_secs: rec.ttl_secs,
+            last_update: rec.last_update,
+            mpp: None,
+        }
+    }
+
+    /// The serverlist of version 2: a row per server and pool (a server in no pool has one
+    /// row without verdicts). A pool member that is not registered (its server died and
+    /// expired, or its gcsd is down) is listed `off`, with TTL 0, as its last prober saw it,
+    /// so that every server shows its FAILED verdict; one that no member ever saw is not
+    /// listed.
+    pub fn server_rows_v2(&self) -> Vec<ServerRow> {
+        let keys: BTreeSet<&ServerKey> = self
+            .servers
+            .keys()
+            .chain(
+                self.pools
+                    .pools
+                    .values()
+                    .flat_map(|p| p.members.iter().map(|m| &m.server)),
+            )
+            .collect();
+        let mut rows = Vec::new();
+        for key in keys {
+            let health = self.pools.health.get(key);
+            let base = match (self.servers.get(key), health) {
+                (Some(rec), _) => self.registered_row(key, rec),
+                (None, Some(h)) => ServerRow {
+                    member: self.member_name(h.member),
+                    server: key.clone(),
+                    status: Status::Off,
+                    role: if h.replica == Some(true) {
+                        Role::Slave
+                    } else {
+                        Role::Master
+                    },
+                    ttl_secs: 0,
+                    last_update: h.last_probe,
+                    mpp: None,
+                },
+                (None, None) => continue,
+            };
+            let before = rows.len();
+            for (name, pool, m) in self.pools.memberships(key) {
+                rows.push(ServerRow {
+                    mpp: Some(MppFields {
+                        pool: name.to_owned(),
+                        kind: m.kind,
+                        state: m.state,
+                        status: m.status_override.or(health.map(|h| h.health)),
+                        epoch: pool.epoch,
+                        message: m.message.clone(),
+                    }),
+                    ..base.clone()
+                });
+            }
+            if rows.len() == before {
+                rows.push(base);
+            }
+        }
+        rows
     }
 
     pub fn member_name(&self, member: MemberId) -> String {

@@ -13,7 +13,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::sync::{Mutex, RwLock};
-use proto::{BlockReader, Command, Errno, LineBuffer, Reply, Role, ServerKey, ServerRow, Status};
+use proto::{
+    served_version, BlockReader, Command, Errno, LineBuffer, Reply, Role, ServerKey, ServerRow,
+    Status, SERVERLIST_VERSION,
+};
 
 /// Bound on connecting to gcsd (loopback: it answers at once or not at all).
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(300);
@@ -287,7 +290,7 @@ impl Link {
         cmd.request_ok(&join(self.status(server), role))?;
 
         let mut sub = self.connect()?;
-        sub.request_ok(&Command::Subscribe)?;
+        let version = sub.subscribe()?;
         sub.stream
             .set_read_timeout(Some(POLL))
             .map_err(|source| cmd.io(source))?;
@@ -299,7 +302,7 @@ impl Link {
             );
         }
 
-        let mut blocks = BlockReader::new();
+        let mut blocks = BlockReader::of_version(version);
         let mut next_heartbeat = Instant::now() + self.settings.heartbeat;
         loop {
             if self.stopping() {
@@ -405,6 +408,24 @@ impl Conn {
     }
 
     /// Sends one command that must be answered `0`.
+    /// Subscribes to the newest serverlist version this plugin reads; returns the version
+    /// served. A gcsd from before versions answers errno 2 (wrong number of parameters) and is
+    /// asked again without one.
+    fn subscribe(&mut self) -> Result<u32, LinkError> {
+        let newest = Command::Subscribe {
+            version: SERVERLIST_VERSION,
+        };
+        let reply = self.request(&newest)?;
+        match reply.errno {
+            Errno::Ok => Ok(served_version(&reply.text).min(SERVERLIST_VERSION)),
+            Errno::WrongParameterCount => {
+                self.request_ok(&Command::Subscribe { version: 1 })?;
+                Ok(1)
+            }
+            _ => Err(self.refused(&newest, &reply)),
+        }
+    }
+
     fn request_ok(&mut self, command: &Command) -> Result<(), LinkError> {
         let reply = self.request(command)?;
         match reply.errno {

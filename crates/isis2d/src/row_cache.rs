@@ -129,6 +129,7 @@ mod tests {
                     role: Role::Master,
                     ttl_secs: 3,
                     last_update: chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
+                    mpp: None,
                 })
                 .collect(),
             gcsd_warning: None,

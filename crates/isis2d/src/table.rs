@@ -3,6 +3,8 @@
 
 use std::time::{Duration, Instant};
 
+use proto::ServerRow;
+
 use crate::link::{Link, Snapshot};
 
 /// The table's errnos (ERRNO column); 0 on a healthy row.
@@ -79,6 +81,17 @@ columns! {
     Ttl => "MYSQL_HEARTBEAT_TTL", Kind::Unsigned, true;
     /// UTC, milliseconds.
     LastUpdate => "MYSQL_HEARTBEAT_LAST", Kind::Text { width: 32 }, true;
+    /// The pool of this row's verdicts; NULL (like the five after it) for a server in no pool.
+    MppPool => "MPP_POOL", Kind::Text { width: proto::MAX_POOL_NAME }, true;
+    /// PRIMARY or SECONDARY.
+    MppType => "MPP_TYPE", Kind::Text { width: 16 }, true;
+    /// UNKNOWN, STANDBY, ACTIVE, FAILED_OFFLINE or FAILED_ONLINE.
+    MppState => "MPP_STATE", Kind::Text { width: 16 }, true;
+    /// OK, OK_INFO, OK_WARN, OK_CRITICAL or FAIL; NULL before the first probe.
+    MppStatus => "MPP_STATUS", Kind::Text { width: 16 }, true;
+    MppMessage => "MPP_MESSAGE", Kind::Text { width: proto::MAX_MESSAGE }, true;
+    /// Grows with every change of the pool's ACTIVE: of two answers, the higher is newer.
+    MppEpoch => "MPP_EPOCH", Kind::Unsigned, true;
 }
 
 /// How many columns the table has.
@@ -233,9 +246,22 @@ pub fn rows_with(snap: &Snapshot, problem: Option<(u32, String)>) -> Vec<Row> {
                 Column::LastUpdate => {
                     Value::Text(r.last_update.format("%Y-%m-%d %H:%M:%S%.3f").to_string())
                 }
+                Column::MppPool => mpp(r, |m| Value::Text(m.pool.clone())),
+                Column::MppType => mpp(r, |m| Value::Text(m.kind.to_string())),
+                Column::MppState => mpp(r, |m| Value::Text(m.state.to_string())),
+                Column::MppStatus => mpp(r, |m| {
+                    m.status.map_or(Value::Null, |s| Value::Text(s.to_string()))
+                }),
+                Column::MppMessage => mpp(r, |m| Value::Text(m.message.clone())),
+                Column::MppEpoch => mpp(r, |m| Value::Unsigned(m.epoch)),
             })
         })
         .collect()
+}
+
+/// A verdict column's value: NULL for a server in no pool.
+fn mpp(row: &ServerRow, value: impl Fn(&proto::MppFields) -> Value) -> Value {
+    row.mpp.as_ref().map_or(Value::Null, value)
 }
 
 #[cfg(test)]
@@ -258,6 +284,7 @@ mod tests {
                     ttl_secs: 3,
                     last_update: chrono::DateTime::from_timestamp(1_800_000_000, 5_000_000)
                         .unwrap(),
+                    mpp: None,
                 })
                 .collect(),
             gcsd_warning: warning.map(str::to_owned),
@@ -348,9 +375,15 @@ mod tests {
                 "MYSQL_STATUS",
                 "MYSQL_ROLE",
                 "MYSQL_HEARTBEAT_TTL",
-                "MYSQL_HEARTBEAT_LAST"
+                "MYSQL_HEARTBEAT_LAST",
+                "MPP_POOL",
+                "MPP_TYPE",
+                "MPP_STATE",
+                "MPP_STATUS",
+                "MPP_MESSAGE",
+                "MPP_EPOCH"
             ],
-            "the first nine columns are the Isis2 contract"
+            "the first nine columns are the Isis2 contract; MPP's verdicts follow"
         );
         // A member name or a token always fits its column whole.
         assert_eq!(

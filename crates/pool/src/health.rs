@@ -103,6 +103,7 @@ pub fn grade(
         } else {
             prev.and_then(|h| h.read_only)
         },
+        replica: prev.and_then(|h| h.replica),
         server_id: prev.and_then(|h| h.server_id),
         gtid: prev.and_then(|h| h.gtid.clone()),
         message: bounded_message(&message),
@@ -141,6 +142,7 @@ pub fn grade(
                 failure: (failures > 0).then_some(FailureKind::Online),
                 gone: false,
                 read_only: Some(facts.read_only),
+                replica: Some(facts.replica.is_some()),
                 server_id: Some(facts.server_id),
                 gtid: Some(facts.gtid_binlog_pos.clone()),
                 message: bounded_message(&problems.join(", ")),

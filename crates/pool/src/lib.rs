@@ -37,14 +37,11 @@ pub use decide::{decide, Seen};
 pub use health::{caught_up, grade, Judge, Probe, ProbeFacts, ReplicaFacts};
 pub use ops::{PoolCommand, RecoverTarget, SettingChange};
 
-/// Longest pool name.
-pub const MAX_POOL_NAME: usize = 64;
+pub use proto::{MAX_MESSAGE, MAX_POOL_NAME};
 /// Longest pool: more members than this is a configuration mistake.
 pub const MAX_POOL_MEMBERS: usize = 16;
 /// How many committed transitions the history keeps (oldest dropped first).
 pub const HISTORY_LEN: usize = 1000;
-/// Longest message kept for a server, so a hostile server's error text cannot grow the state.
-pub const MAX_MESSAGE: usize = 512;
 
 /// MPP's messages, where the same thing happens.
 pub mod messages {
@@ -223,6 +220,9 @@ pub struct ServerHealth {
     /// The last probe was refused: no process listens, so the server cannot write.
     pub gone: bool,
     pub read_only: Option<bool>,
+    /// Whether it is a replica (has replica status), as last seen.
+    #[serde(default)]
+    pub replica: Option<bool>,
     pub server_id: Option<u32>,
     /// `@@gtid_binlog_pos`: what this server has written to its binary log.
     pub gtid: Option<String>,

@@ -53,6 +53,7 @@ fn health(obs: Obs) -> Option<ServerHealth> {
         failure: None,
         gone: false,
         read_only: Some(true),
+        replica: Some(true),
         server_id: Some(1),
         gtid: Some("0-1-10".into()),
         message: String::new(),

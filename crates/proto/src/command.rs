@@ -6,6 +6,7 @@ use std::fmt;
 use thiserror::Error;
 
 use crate::errno::Errno;
+use crate::serverlist::SERVERLIST_VERSION;
 use crate::vocabulary::{
     as_token, split_tokens, strip_terminator, Role, ServerKey, Status, MAX_TOKEN,
 };
@@ -49,8 +50,8 @@ impl Verb {
             Verb::Join => "join <host> <port> <mysqlStatus> <mysqlRole>",
             Verb::Leave => "leave <host> <port>",
             Verb::Heartbeat => "heartbeat <host> <port> <mysqlStatus>",
-            Verb::Serverlist => "serverlist",
-            Verb::Subscribe => "subscribe",
+            Verb::Serverlist => "serverlist [<version>]",
+            Verb::Subscribe => "subscribe [<version>]",
             Verb::Quit => "quit",
         }
     }
@@ -95,6 +96,12 @@ pub enum ProtoError {
         .verb.syntax()
     )]
     InvalidParameter { verb: Verb, param: &'static str },
+    #[error(
+        "Invalid version parameter '{token}': use a serverlist version from 1 (this gcsd speaks up to {}), syntax: {}",
+        SERVERLIST_VERSION,
+        .verb.syntax()
+    )]
+    InvalidVersion { verb: Verb, token: String },
 }
 
 impl ProtoError {
@@ -104,7 +111,9 @@ impl ProtoError {
             ProtoError::WrongParameterCount { .. } => Errno::WrongParameterCount,
             ProtoError::UnknownStatus { .. } => Errno::UnknownStatus,
             ProtoError::UnknownRole { .. } => Errno::UnknownRole,
-            ProtoError::InvalidParameter { .. } => Errno::InvalidParameter,
+            ProtoError::InvalidParameter { .. } | ProtoError::InvalidVersion { .. } => {
+                Errno::InvalidParameter
+            }
         }
     }
 }
@@ -124,8 +133,14 @@ pub enum Command {
         server: ServerKey,
         status: Status,
     },
-    Serverlist,
-    Subscribe,
+    /// The serverlist once, in `version`'s row format.
+    Serverlist {
+        version: u32,
+    },
+    /// The serverlist now and after every change, in `version`'s row format.
+    Subscribe {
+        version: u32,
+    },
     Quit,
 }
 
@@ -142,6 +157,9 @@ impl Command {
         };
         let verb = Verb::from_word(word).ok_or(ProtoError::InvalidCommand)?;
         let raw: Vec<&[u8]> = tokens.collect();
+        if matches!(verb, Verb::Serverlist | Verb::Subscribe) {
+            return parse_listing(verb, &raw).map(Some);
+        }
         if raw.len() != verb.params().len() {
             return Err(ProtoError::WrongParameterCount { verb });
         }
@@ -179,8 +197,6 @@ impl Command {
                 server: ServerKey::new(*host, *port),
                 status: status(s)?,
             },
-            (Verb::Serverlist, []) => Command::Serverlist,
-            (Verb::Subscribe, []) => Command::Subscribe,
             (Verb::Quit, []) => Command::Quit,
             // The count was checked against `params()` above.
             _ => return Err(ProtoError::WrongParameterCount { verb }),
@@ -193,8 +209,8 @@ impl Command {
             Command::Join { .. } => Verb::Join,
             Command::Leave { .. } => Verb::Leave,
             Command::Heartbeat { .. } => Verb::Heartbeat,
-            Command::Serverlist => Verb::Serverlist,
-            Command::Subscribe => Verb::Subscribe,
+            Command::Serverlist { .. } => Verb::Serverlist,
+            Command::Subscribe { .. } => Verb::Subscribe,
             Command::Quit => Verb::Quit,
         }
     }
@@ -210,9 +226,36 @@ impl Command {
             } => format!("{word} {server} {status} {role}\n"),
             Command::Leave { server } => format!("{word} {server}\n"),
             Command::Heartbeat { server, status } => format!("{word} {server} {status}\n"),
-            Command::Serverlist | Command::Subscribe | Command::Quit => format!("{word}\n"),
+            Command::Serverlist { version } | Command::Subscribe { version } if *version > 1 => {
+                format!("{word} {version}\n")
+            }
+            Command::Serverlist { .. } | Command::Subscribe { .. } | Command::Quit => {
+                format!("{word}\n")
+            }
         }
     }
+}
+
+/// `serverlist` and `subscribe` take an optional version: none is 1 (the Isis2 rows), so an
+/// old plugin is served as before. A gcsd that predates versions answers a version with
+/// errno 2; a client then asks again without one.
+fn parse_listing(verb: Verb, raw: &[&[u8]]) -> Result<Command, ProtoError> {
+    let version = match raw {
+        [] => 1,
+        [token] => std::str::from_utf8(token)
+            .ok()
+            .and_then(|t| t.parse::<u32>().ok())
+            .filter(|v| *v >= 1)
+            .ok_or_else(|| ProtoError::InvalidVersion {
+                verb,
+                token: as_token(token).unwrap_or("?").to_owned(),
+            })?,
+        _ => return Err(ProtoError::WrongParameterCount { verb }),
+    };
+    Ok(match verb {
+        Verb::Serverlist => Command::Serverlist { version },
+        _ => Command::Subscribe { version },
+    })
 }
 
 #[cfg(test)]
@@ -225,7 +268,8 @@ mod tests {
             let expected: Vec<String> = std::iter::once(verb.word().to_owned())
                 .chain(verb.params().iter().map(|p| format!("<{p}>")))
                 .collect();
-            assert_eq!(verb.syntax(), expected.join(" "));
+            let syntax = verb.syntax().replace(" [<version>]", "");
+            assert_eq!(syntax, expected.join(" "));
             assert_eq!(
                 Verb::from_word(verb.word().to_uppercase().as_bytes()),
                 Some(verb)
@@ -238,6 +282,7 @@ mod tests {
         for verb in Verb::ALL {
             let line = verb
                 .syntax()
+                .replace(" [<version>]", "")
                 .replace("<mysqlStatus>", "on")
                 .replace("<mysqlRole>", "slave");
             let command = Command::parse(line.as_bytes()).unwrap().unwrap();

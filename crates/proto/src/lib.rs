@@ -20,9 +20,12 @@ mod mpp;
 pub use command::{Command, ProtoError, Verb};
 pub use errno::Errno;
 pub use framing::{LineBuffer, LineTooLong, MAX_LINE};
-pub use mpp::{Health, PoolState, PoolType};
+pub use mpp::{Health, PoolState, PoolType, MAX_MESSAGE, MAX_POOL_NAME};
 pub use reply::{no_quorum_text, Reply};
-pub use serverlist::{BlockReader, ServerList, ServerRow};
+pub use serverlist::{
+    served_version, version_reply_text, BlockReader, MppFields, ServerList, ServerRow,
+    SERVERLIST_VERSION,
+};
 pub use vocabulary::{
     default_member_name, is_token, member_name_problem, ParseError, Role, ServerKey, Status,
     MAX_MEMBER_NAME, MAX_TOKEN,

@@ -12,6 +12,12 @@ use std::str::FromStr;
 
 use crate::vocabulary::ParseError;
 
+/// Longest pool name.
+pub const MAX_POOL_NAME: usize = 64;
+/// Longest message kept for a server in a pool, so that a hostile server's error text cannot
+/// grow the state, and a message fits its column whole.
+pub const MAX_MESSAGE: usize = 512;
+
 word_enum!(
     /// A server's TYPE in one pool: the PRIMARY comes first, SECONDARY servers follow in the
     /// priority order the operator gave.

@@ -4,10 +4,28 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::errno::Errno;
+use crate::mpp::{Health, PoolState, PoolType};
 use crate::reply::Reply;
 use crate::vocabulary::{
     as_token, split_str_tokens, strip_str_terminator, ParseError, Role, ServerKey, Status,
 };
+
+/// The newest serverlist version: 1 is Isis2's seven fields; 2 adds the server's verdicts in
+/// one pool (one row per server and pool).
+pub const SERVERLIST_VERSION: u32 = 2;
+
+/// The text of the reply to `subscribe`/`serverlist` with a version, naming the version served.
+pub fn version_reply_text(version: u32) -> String {
+    format!("serverlist version {version}")
+}
+
+/// The version a reply to a versioned `subscribe` names; 1 for a plain `OK`.
+pub fn served_version(reply_text: &str) -> u32 {
+    reply_text
+        .strip_prefix("serverlist version ")
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(1)
+}
 
 /// What one gcsd member knows about one MariaDB server.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +38,21 @@ pub struct ServerRow {
     /// Seconds until the entry expires without a heartbeat.
     pub ttl_secs: u32,
     pub last_update: DateTime<Utc>,
+    /// Its verdicts in one pool (version 2); none for a server in no pool.
+    pub mpp: Option<MppFields>,
+}
+
+/// A server's verdicts in one pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MppFields {
+    pub pool: String,
+    pub kind: PoolType,
+    pub state: PoolState,
+    /// None while it was never probed.
+    pub status: Option<Health>,
+    pub epoch: u64,
+    /// Free text, on one line.
+    pub message: String,
 }
 
 impl ServerRow {
@@ -36,6 +69,80 @@ impl ServerRow {
             self.last_update
                 .to_rfc3339_opts(SecondsFormat::Millis, true)
         )
+    }
+
+    /// Version 2: the seven fields, then `<pool> <type> <state> <status> <epoch>` (each `-`
+    /// for a server in no pool, status `-` when never probed) and the message as the rest of
+    /// the line, control characters turned into spaces.
+    pub fn to_line_v2(&self) -> String {
+        let v1 = self.to_line();
+        let v1 = v1.trim_end_matches('\n');
+        match &self.mpp {
+            None => format!("{v1} - - - - -\n"),
+            Some(m) => {
+                let message: String = m
+                    .message
+                    .chars()
+                    .map(|c| if c.is_control() { ' ' } else { c })
+                    .collect();
+                let status = m.status.map_or("-", Health::as_str);
+                format!(
+                    "{v1} {} {} {} {status} {} {message}",
+                    m.pool, m.kind, m.state, m.epoch
+                )
+                .trim_end()
+                .to_owned()
+                    + "\n"
+            }
+        }
+    }
+
+    /// Parses a row line of `version`.
+    pub fn parse_version(line: &str, version: u32) -> Result<ServerRow, ParseError> {
+        if version < 2 {
+            return ServerRow::parse(line);
+        }
+        let text = strip_str_terminator(line);
+        let mut rest = text;
+        let mut fields = Vec::with_capacity(12);
+        while fields.len() < 12 {
+            rest = rest.trim_start_matches([' ', '\t']);
+            let end = rest.find([' ', '\t']).unwrap_or(rest.len());
+            if end == 0 {
+                return Err(ParseError::new(
+                    "expected 12 fields in a version 2 server row",
+                    line,
+                ));
+            }
+            fields.push(&rest[..end]);
+            rest = &rest[end..];
+        }
+        let mut row = ServerRow::parse(&fields[..7].join(" "))?;
+        let [pool, kind, state, status, epoch] =
+            [fields[7], fields[8], fields[9], fields[10], fields[11]];
+        if [pool, kind, state, status, epoch].iter().all(|f| *f == "-") {
+            return Ok(row);
+        }
+        row.mpp = Some(MppFields {
+            pool: as_token(pool.as_bytes())
+                .ok_or_else(|| ParseError::new("invalid pool", line))?
+                .to_owned(),
+            kind: PoolType::from_word(kind)
+                .ok_or_else(|| ParseError::new("unknown pool type", line))?,
+            state: PoolState::from_word(state)
+                .ok_or_else(|| ParseError::new("unknown state", line))?,
+            status: match status {
+                "-" => None,
+                s => Some(
+                    Health::from_word(s).ok_or_else(|| ParseError::new("unknown status", line))?,
+                ),
+            },
+            epoch: epoch
+                .parse()
+                .map_err(|_| ParseError::new("invalid epoch", line))?,
+            message: rest.trim().to_owned(),
+        });
+        Ok(row)
     }
 
     /// Parses a row line, with or without its terminator; any RFC 3339 time is accepted and
@@ -65,6 +172,7 @@ impl ServerRow {
             last_update: DateTime::parse_from_rfc3339(time)
                 .map_err(|_| ParseError::new("invalid last_update", line))?
                 .with_timezone(&Utc),
+            mpp: None,
         })
     }
 }
@@ -80,12 +188,17 @@ pub struct ServerList {
 }
 
 impl ServerList {
-    /// Header line, row lines, then the empty line that lets persistent connections frame it.
-    pub fn to_block(&self) -> String {
+    /// Header line, row lines in `version`'s format, then the empty line that lets persistent
+    /// connections frame it.
+    pub fn to_block(&self, version: u32) -> String {
         let mut block = self.header.to_line();
         if opens_block(self.header.errno) {
             for row in &self.rows {
-                block.push_str(&row.to_line());
+                if version >= 2 {
+                    block.push_str(&row.to_line_v2());
+                } else {
+                    block.push_str(&row.to_line());
+                }
             }
             block.push('\n');
         }
@@ -100,15 +213,31 @@ fn opens_block(errno: Errno) -> bool {
 /// Incremental client-side reader: feed it lines, get complete serverlists.
 ///
 /// After an error it starts over expecting a header; callers normally drop the connection.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct BlockReader {
     /// The block being read, `None` while waiting for a header.
     pending: Option<ServerList>,
+    version: u32,
+}
+
+impl Default for BlockReader {
+    fn default() -> Self {
+        BlockReader::new()
+    }
 }
 
 impl BlockReader {
+    /// A reader of version 1 rows.
     pub fn new() -> Self {
-        BlockReader::default()
+        BlockReader::of_version(1)
+    }
+
+    /// A reader of `version`'s rows.
+    pub fn of_version(version: u32) -> Self {
+        BlockReader {
+            pending: None,
+            version,
+        }
     }
 
     /// Takes one line, with or without its terminator. Returns the list once its empty
@@ -131,7 +260,8 @@ impl BlockReader {
             }
             Some(list) if text.is_empty() => Ok(Some(list)),
             Some(mut list) => {
-                list.rows.push(ServerRow::parse(text)?);
+                list.rows
+                    .push(ServerRow::parse_version(text, self.version)?);
                 self.pending = Some(list);
                 Ok(None)
             }
@@ -151,7 +281,46 @@ mod tests {
             role: Role::Slave,
             ttl_secs: 30,
             last_update: DateTime::from_timestamp_millis(1_795_307_733_123).unwrap(),
+            mpp: None,
         }
+    }
+
+    #[test]
+    fn version_2_rows() {
+        let plain = row();
+        assert!(plain.to_line_v2().ends_with(" - - - - -\n"));
+        let pooled = ServerRow {
+            mpp: Some(MppFields {
+                pool: "app".into(),
+                kind: PoolType::Primary,
+                state: PoolState::FailedOffline,
+                status: Some(Health::Fail),
+                epoch: 3,
+                message: "Could not connect:\tno answer\nwithin 200 ms".into(),
+            }),
+            ..row()
+        };
+        let line = pooled.to_line_v2();
+        assert!(
+            line.ends_with(
+                " app PRIMARY FAILED_OFFLINE FAIL 3 Could not connect: no answer within 200 ms\n"
+            ),
+            "{line}"
+        );
+        let back = ServerRow::parse_version(&line, 2).unwrap();
+        assert_eq!(
+            back.mpp.unwrap().message,
+            "Could not connect: no answer within 200 ms"
+        );
+        assert_eq!(
+            ServerRow::parse_version(&plain.to_line_v2(), 2).unwrap(),
+            plain
+        );
+        // A version 2 line is not a version 1 row, and the reverse.
+        assert!(ServerRow::parse(&line).is_err());
+        assert!(ServerRow::parse_version(&plain.to_line(), 2).is_err());
+        assert_eq!(served_version(&version_reply_text(2)), 2);
+        assert_eq!(served_version(""), 1);
     }
 
     #[test]
@@ -200,12 +369,12 @@ mod tests {
             rows: vec![row(), row()],
         };
         let line = row().to_line();
-        assert_eq!(list.to_block(), format!("0 \n{line}{line}\n"));
+        assert_eq!(list.to_block(1), format!("0 \n{line}{line}\n"));
         let empty = ServerList {
             header: Reply::new(Errno::Stale, "Stale serverlist"),
             rows: vec![],
         };
-        assert_eq!(empty.to_block(), "7 Stale serverlist\n\n");
+        assert_eq!(empty.to_block(1), "7 Stale serverlist\n\n");
     }
 
     #[test]
@@ -220,7 +389,7 @@ mod tests {
         let refused = reader.push_line("6 No quorum\n").unwrap().unwrap();
         assert_eq!(refused.header, Reply::new(Errno::NoQuorum, "No quorum"));
         assert!(refused.rows.is_empty());
-        assert_eq!(refused.to_block(), "6 No quorum\n");
+        assert_eq!(refused.to_block(1), "6 No quorum\n");
     }
 
     #[test]

@@ -5,8 +5,8 @@ use chrono::DateTime;
 use proptest::prelude::*;
 use proptest::sample::select;
 use proto::{
-    BlockReader, Command, Errno, LineBuffer, LineTooLong, Reply, Role, ServerKey, ServerList,
-    ServerRow, Status, MAX_TOKEN,
+    BlockReader, Command, Errno, Health, LineBuffer, LineTooLong, MppFields, PoolState, PoolType,
+    Reply, Role, ServerKey, ServerList, ServerRow, Status, MAX_TOKEN,
 };
 
 fn token() -> impl Strategy<Value = String> {
@@ -37,8 +37,8 @@ fn command() -> impl Strategy<Value = Command> {
         }),
         server().prop_map(|server| Command::Leave { server }),
         (server(), status()).prop_map(|(server, status)| Command::Heartbeat { server, status }),
-        Just(Command::Serverlist),
-        Just(Command::Subscribe),
+        (1..=5u32).prop_map(|version| Command::Serverlist { version }),
+        (1..=5u32).prop_map(|version| Command::Subscribe { version }),
         Just(Command::Quit),
     ]
 }
@@ -54,8 +54,31 @@ fn row() -> impl Strategy<Value = ServerRow> {
             role,
             ttl_secs,
             last_update: DateTime::from_timestamp_millis(millis).unwrap(),
+            mpp: None,
         },
     )
+}
+
+/// A version 2 row: in a pool or not; the message is printable text without surrounding
+/// spaces (the row keeps it on one line and trims it).
+fn row_v2() -> impl Strategy<Value = ServerRow> {
+    let mpp = (
+        "[!-~]{1,16}",
+        select(PoolType::ALL.to_vec()),
+        select(PoolState::ALL.to_vec()),
+        proptest::option::of(select(Health::ALL.to_vec())),
+        any::<u64>(),
+        "([!-~]([ -~]{0,60}[!-~])?)?",
+    )
+        .prop_map(|(pool, kind, state, status, epoch, message)| MppFields {
+            pool,
+            kind,
+            state,
+            status,
+            epoch,
+            message,
+        });
+    (row(), proptest::option::of(mpp)).prop_map(|(row, mpp)| ServerRow { mpp, ..row })
 }
 
 /// Bytes rich in separators and terminators, so lines and tokens actually occur.
@@ -177,7 +200,7 @@ proptest! {
     ) {
         let errno = if stale { Errno::Stale } else { Errno::Ok };
         let list = ServerList { header: Reply::new(errno, text), rows };
-        let block = list.to_block();
+        let block = list.to_block(1);
         let mut reader = BlockReader::new();
         let mut done = Vec::new();
         let lines: Vec<&str> = if terminators {
@@ -186,6 +209,17 @@ proptest! {
             block.lines().collect()
         };
         for line in lines {
+            done.extend(reader.push_line(line).unwrap());
+        }
+        prop_assert_eq!(done, vec![list]);
+    }
+
+    #[test]
+    fn server_list_v2_round_trip(rows in proptest::collection::vec(row_v2(), 0..8)) {
+        let list = ServerList { header: Reply::new(Errno::Ok, ""), rows };
+        let mut reader = BlockReader::of_version(2);
+        let mut done = Vec::new();
+        for line in list.to_block(2).split_inclusive('\n') {
             done.extend(reader.push_line(line).unwrap());
         }
         prop_assert_eq!(done, vec![list]);

@@ -39,9 +39,23 @@ use view::{Heard, RaftView};
 /// The serverlist as clients see it: the committed rows, and why they may be stale.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ServerListView {
+    /// Version 1 rows: one per registered server.
     pub rows: Vec<ServerRow>,
+    /// Version 2 rows: one per server and pool.
+    pub rows_v2: Vec<ServerRow>,
     /// Set when this member cannot commit: the rows are the last list it knew.
     pub stale: Option<String>,
+}
+
+impl ServerListView {
+    /// The rows of serverlist `version`.
+    pub fn rows(&self, version: u32) -> &[ServerRow] {
+        if version >= 2 {
+            &self.rows_v2
+        } else {
+            &self.rows
+        }
+    }
 }
 
 pub struct Group {
@@ -161,8 +175,10 @@ impl Group {
 
     /// The serverlist as of now, including every change this member has applied.
     pub fn current_serverlist(&self) -> ServerListView {
+        let state = self.state();
         ServerListView {
-            rows: self.state().server_rows(),
+            rows: state.server_rows(),
+            rows_v2: state.server_rows_v2(),
             stale: self.quorum_problem(),
         }
     }
