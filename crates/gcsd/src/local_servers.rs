@@ -150,6 +150,11 @@ impl LocalServers {
     /// Commits this member as up if the view has it down (new, restarted, or back from a
     /// partition): servers can only be registered through a member that is up.
     async fn announce(&self) -> Result<(), ProposeError> {
+        if self.group.is_leaving() {
+            return Err(ProposeError::Rejected(
+                "this gcsd is shutting down and has left the group".into(),
+            ));
+        }
         if self.group.state().is_up(self.group.me) {
             return Ok(());
         }

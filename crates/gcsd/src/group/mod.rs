@@ -72,6 +72,8 @@ pub struct Group {
     /// When a leader last reached us (what a follower knows about its leader).
     leader_heard: Mutex<Option<Instant>>,
     serverlist: watch::Sender<Arc<ServerListView>>,
+    /// Set once this member has started its clean leave: it must not announce itself again.
+    leaving: std::sync::atomic::AtomicBool,
 }
 
 impl Group {
@@ -120,6 +122,7 @@ impl Group {
             contacts,
             leader_heard: Mutex::new(None),
             serverlist: watch::channel(Arc::new(ServerListView::default())).0,
+            leaving: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 
@@ -331,9 +334,16 @@ impl Group {
         }
     }
 
+    /// Whether the clean leave has begun (nothing may announce this member again).
+    pub fn is_leaving(&self) -> bool {
+        self.leaving.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// The clean leave on shutdown: commit this member as down so its servers leave every list
     /// now rather than after `member_timeout`.
     pub async fn leave(&self) {
+        self.leaving
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         let cmd = Command::MemberDown {
             member: self.me,
             reason: DownReason::Left,
