@@ -67,6 +67,9 @@ impl Lab {
                     .with_option("--log-slave-updates")
                     // Every pool member starts fenced; gcsd makes the ACTIVE writable.
                     .with_option("--read-only=ON")
+                    // Master-master without key collisions, as MPP's setup had it.
+                    .with_option(format!("--auto-increment-increment={n}"))
+                    .with_option(format!("--auto-increment-offset={}", i + 1))
                     .start()
             })
             .collect();
@@ -490,4 +493,377 @@ fn broken_replication_and_bad_input() {
     assert!(report.contains("Slave SQL is not running"), "{report}");
     // The ACTIVE stays ACTIVE (the broken server is no candidate).
     assert_eq!(lab.verdict(0, "app", 0).0, "ACTIVE");
+}
+
+// ---- The failover benchmark (bench/failover.sh) ----
+
+fn unix_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64
+}
+
+/// The benchmark's writer, run as a separate process by `failover_benchmark`: as the
+/// application user, an INSERT on every port in `GCS_BENCH_WRITER_PORTS` every 5 ms, each
+/// success appended to `GCS_BENCH_WRITER_OUT` as `<port> <unix microseconds>`.
+#[test]
+#[ignore = "the failover benchmark's writer process"]
+fn bench_writer_process() {
+    use mysql_async::prelude::Queryable;
+    use std::io::Write;
+    let (Ok(ports), Ok(out)) = (
+        std::env::var("GCS_BENCH_WRITER_PORTS"),
+        std::env::var("GCS_BENCH_WRITER_OUT"),
+    ) else {
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let file = Arc::new(Mutex::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(out)
+                .unwrap(),
+        ));
+        let mut tasks = Vec::new();
+        for port in ports.split(',').map(|p| p.parse::<u16>().unwrap()) {
+            let file = file.clone();
+            tasks.push(tokio::spawn(async move {
+                let opts = mysql_async::OptsBuilder::default()
+                    .ip_or_hostname("127.0.0.1")
+                    .tcp_port(port)
+                    .user(Some("app"))
+                    .pass(Some(APP_PASSWORD))
+                    .prefer_socket(false)
+                    .max_allowed_packet(Some(1 << 20))
+                    .wait_timeout(Some(60));
+                let bound = Duration::from_millis(50);
+                let mut conn: Option<mysql_async::Conn> = None;
+                let mut tick = tokio::time::interval(Duration::from_millis(5));
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+                loop {
+                    tick.tick().await;
+                    if conn.is_none() {
+                        conn = tokio::time::timeout(bound, mysql_async::Conn::new(opts.clone()))
+                            .await
+                            .ok()
+                            .and_then(Result::ok);
+                    }
+                    let Some(c) = conn.as_mut() else { continue };
+                    let q = format!("INSERT INTO app.t (server) VALUES ({port})");
+                    match tokio::time::timeout(bound, c.query_drop(q)).await {
+                        Ok(Ok(())) => {
+                            let line = format!("{port} {}\n", unix_micros());
+                            file.lock().unwrap().write_all(line.as_bytes()).unwrap();
+                        }
+                        // Refused as read-only: the connection is fine.
+                        Ok(Err(mysql_async::Error::Server(_))) => {}
+                        _ => conn = None,
+                    }
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.ok();
+        }
+    });
+}
+
+/// The writer's successes: (port, unix microseconds).
+fn writes(path: &std::path::Path) -> Vec<(u16, u64)> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let (p, t) = l.split_once(' ')?;
+            Some((p.parse().ok()?, t.parse().ok()?))
+        })
+        .collect()
+}
+
+/// The first write on `port` after `since`, waiting up to `WITHIN`.
+fn first_write(path: &std::path::Path, port: u16, since: u64) -> u64 {
+    wait_for(&format!("a write on port {port}"), WITHIN, || {
+        writes(path)
+            .into_iter()
+            .filter(|&(p, t)| p == port && t > since)
+            .map(|(_, t)| t)
+            .min()
+    })
+}
+
+/// The last write on `port` before `until`.
+fn last_write(path: &std::path::Path, port: u16, until: u64) -> u64 {
+    writes(path)
+        .into_iter()
+        .filter(|&(p, t)| p == port && t < until)
+        .map(|(_, t)| t)
+        .max()
+        .unwrap_or(until)
+}
+
+/// Polls `port`'s ISIS2IS every 2 ms until server `dead` shows as `off`; returns when.
+fn off_seen(port: u16, dead: u16) -> u64 {
+    use mysql_async::prelude::Queryable;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let opts = mysql_async::OptsBuilder::default()
+            .ip_or_hostname("127.0.0.1")
+            .tcp_port(port)
+            .user(Some("app"))
+            .pass(Some(APP_PASSWORD))
+            .prefer_socket(false)
+            .max_allowed_packet(Some(1 << 20))
+            .wait_timeout(Some(60));
+        let mut conn = mysql_async::Conn::new(opts).await.unwrap();
+        let q = format!(
+            "SELECT COUNT(*) FROM INFORMATION_SCHEMA.ISIS2IS WHERE MYSQL_PORT_OR_SOCKET = '{dead}' AND MYSQL_STATUS = 'off'"
+        );
+        let started = Instant::now();
+        loop {
+            let n: Option<u64> = conn.query_first(q.as_str()).await.unwrap();
+            if n > Some(0) {
+                return unix_micros();
+            }
+            assert!(started.elapsed() < WITHIN, "server {dead} never showed off at {port}");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+}
+
+fn summary(name: &str, mut ms: Vec<f64>) -> String {
+    ms.sort_by(f64::total_cmp);
+    let at = |q: f64| ms[((ms.len() as f64 * q).ceil() as usize).clamp(1, ms.len()) - 1];
+    format!(
+        "| {name} | {} | {:.0} ms | {:.0} ms | {:.0} ms |",
+        ms.len(),
+        at(0.5),
+        at(0.99),
+        ms[ms.len() - 1]
+    )
+}
+
+/// `kill -9` of the ACTIVE, then restart and `recover` (reinstatement), then `switchover` and
+/// `activate-primary`, `BENCH_TRIALS` times (20), with a writer process inserting on both pool
+/// members every 5 ms and the read_only sampler running throughout. Prints the figures.
+#[test]
+#[ignore = "a benchmark: bench/failover.sh"]
+fn failover_benchmark() {
+    let _turn = one_at_a_time();
+    let trials: usize = std::env::var("BENCH_TRIALS")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(20);
+    let mut lab = Lab::start(3);
+    lab.replicate(1, 0);
+    lab.replicate(0, 1);
+    lab.replicate(2, 0);
+    let (p, s) = (lab.addr(0), lab.addr(1));
+    let (pp, sp) = (lab.dbs[0].port, lab.dbs[1].port);
+    lab.gcsctl_ok(
+        0,
+        &["pool", "init", "app", "--primary", &p, "--secondary", &s],
+    );
+    lab.wait_state("app", 0, "ACTIVE", &[0, 1, 2]);
+    wait_for("the ACTIVE to be writable", WITHIN, || {
+        (!lab.read_only(0)).then_some(())
+    });
+    let sampler = Sampler::start(vec![pp, sp]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("writes");
+    let mut writer = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "bench_writer_process",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env("GCS_BENCH_WRITER_PORTS", format!("{pp},{sp}"))
+        .env("GCS_BENCH_WRITER_OUT", &out)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    first_write(&out, pp, 0);
+    let (
+        mut failover,
+        mut off_at_s,
+        mut off_at_r,
+        mut reinstate,
+        mut reinstate_gap,
+        mut switch_gap,
+    ) = (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let ms = |a: u64, b: u64| (b.saturating_sub(a)) as f64 / 1000.0;
+    for trial in 0..trials {
+        // kill -9 of the ACTIVE (the PRIMARY).
+        let (db1, db2) = (lab.dbs[1].port, lab.dbs[2].port);
+        let fault = unix_micros();
+        lab.dbs[0].kill9();
+        let off_r = std::thread::spawn(move || off_seen(db2, pp));
+        let off_s = off_seen(db1, pp);
+        let off_r = off_r.join().unwrap();
+        let first = first_write(&out, sp, fault);
+        failover.push(ms(fault, first));
+        off_at_s.push(ms(fault, off_s));
+        off_at_r.push(ms(fault, off_r));
+        // Restart and recover: reinstatement of the PRIMARY.
+        lab.dbs[0].launch();
+        wait_for("the PRIMARY to probe healthy", WITHIN, || {
+            (lab.verdict(0, "app", 0).1 == "OK").then_some(())
+        });
+        let recovered = unix_micros();
+        lab.gcsctl_ok(1, &["recover", &p]);
+        let back = first_write(&out, pp, recovered);
+        reinstate.push(ms(recovered, back));
+        reinstate_gap.push(ms(last_write(&out, sp, back), back));
+        // switchover to the SECONDARY and activate-primary back: the gap in writes.
+        let asked = unix_micros();
+        lab.gcsctl_ok(2, &["switchover", "app", "--to", &s]);
+        let on_s = first_write(&out, sp, asked);
+        switch_gap.push(ms(last_write(&out, pp, on_s), on_s));
+        let asked = unix_micros();
+        lab.gcsctl_ok(2, &["activate-primary", "app"]);
+        let on_p = first_write(&out, pp, asked);
+        switch_gap.push(ms(last_write(&out, sp, on_p), on_p));
+        eprintln!(
+            "trial {trial}: failover {:.0} ms, off {:.0}/{:.0} ms, reinstatement {:.0} ms (gap {:.0} ms)",
+            failover[trial], off_at_s[trial], off_at_r[trial], reinstate[trial], reinstate_gap[trial]
+        );
+    }
+    writer.kill().ok();
+    writer.wait().ok();
+    let (samples, double) = sampler.finish();
+    println!("| figure | trials | p50 | p99 | max |");
+    println!("|---|---|---|---|---|");
+    println!(
+        "{}",
+        summary(
+            "kill -9 of the ACTIVE → first write on the new ACTIVE",
+            failover
+        )
+    );
+    println!(
+        "{}",
+        summary(
+            "crash visible as `off` in ISIS2IS of the other pool member",
+            off_at_s
+        )
+    );
+    println!(
+        "{}",
+        summary(
+            "crash visible as `off` in ISIS2IS of the replica outside the pool",
+            off_at_r
+        )
+    );
+    println!(
+        "{}",
+        summary(
+            "`recover` → first write on the reinstated PRIMARY",
+            reinstate
+        )
+    );
+    println!(
+        "{}",
+        summary(
+            "reinstatement: gap between the last write on the old and the first on the new ACTIVE",
+            reinstate_gap
+        )
+    );
+    println!(
+        "{}",
+        summary("switchover / activate-primary: gap in writes", switch_gap)
+    );
+    println!(
+        "read_only samples every 10 ms: {samples}; instants with two writable pool members: {}",
+        double.len()
+    );
+    assert!(double.is_empty(), "two writable at {double:?}");
+    at_rest(&lab);
+}
+
+/// 49 more pools of three (servers that no gcsd has seen, so nobody probes them: this measures
+/// the group and the decisions, not the probes), then 10 s at rest: the leader's decision time,
+/// commits per second, and each gcsd's RSS and CPU.
+fn at_rest(lab: &Lab) {
+    for i in 0..49 {
+        let server = |j: u32| format!("10.255.{i}.{j}:3306");
+        lab.gcsctl_ok(
+            0,
+            &[
+                "pool",
+                "init",
+                &format!("p{i}"),
+                "--primary",
+                &server(1),
+                "--secondary",
+                &server(2),
+                "--secondary",
+                &server(3),
+            ],
+        );
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let metric = |m: usize, name: &str| -> f64 {
+        let (_, text) = lab.gcsds[m].http_get("/metrics");
+        text.lines()
+            .filter(|l| l.starts_with(name))
+            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+            .sum()
+    };
+    let cpu = |pid: i32| -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let fields: Vec<&str> = stat.rsplit_once(") ").unwrap().1.split(' ').collect();
+        (fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap()) / 100.0
+    };
+    let rss = |pid: i32| -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().strip_suffix("kB"))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap()
+            / 1024.0
+    };
+    const COMMITTED: &str = "gcsd_proposals_total{result=\"committed\"}";
+    let before: Vec<(f64, f64, f64, f64)> = (0..3)
+        .map(|m| {
+            (
+                metric(m, COMMITTED),
+                metric(m, "gcsd_pool_decision_seconds_sum"),
+                metric(m, "gcsd_pool_decision_seconds_count"),
+                cpu(lab.gcsds[m].pid()),
+            )
+        })
+        .collect();
+    let window = Duration::from_secs(10);
+    std::thread::sleep(window);
+    let secs = window.as_secs_f64();
+    println!("\n50 pools of 3 (one with two live servers), 3 members, {secs} s at rest:");
+    println!("| member | commits/s proposed here | pool decisions/s | mean decision | RSS | CPU (% of one core) |");
+    println!("|---|---|---|---|---|---|");
+    for (m, (commits, sum, count, cpu0)) in before.into_iter().enumerate() {
+        let n = metric(m, "gcsd_pool_decision_seconds_count") - count;
+        let mean_us = if n > 0.0 {
+            (metric(m, "gcsd_pool_decision_seconds_sum") - sum) / n * 1e6
+        } else {
+            0.0
+        };
+        println!(
+            "| gcsd {} | {:.1} | {:.0} | {mean_us:.1} µs | {:.1} MB | {:.1} % |",
+            m + 1,
+            (metric(m, COMMITTED) - commits) / secs,
+            n / secs,
+            rss(lab.gcsds[m].pid()),
+            (cpu(lab.gcsds[m].pid()) - cpu0) / secs * 100.0
+        );
+    }
 }

@@ -139,7 +139,9 @@ pub fn report(state: &GroupState, quorum_problem: Option<String>) -> PoolsReport
                     .iter()
                     .map(|m| {
                         let health = pools.health.get(&m.server);
-                        let probed = health.filter(|h| !h.message.is_empty() && h.failures > 0);
+                        let probed = health.filter(|h| {
+                            !h.message.is_empty() && h.failures > 0 && h.message != m.message
+                        });
                         let message = match (m.message.is_empty(), probed) {
                             (_, None) => m.message.clone(),
                             (true, Some(h)) => h.message.clone(),

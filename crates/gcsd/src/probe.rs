@@ -119,7 +119,8 @@ impl Probes {
             None => {
                 let me = self.clone();
                 tokio::spawn(async move {
-                    me.round(&server, &mut Waiting::default()).await;
+                    let want = me.want(&server);
+                    me.round(&server, want, &mut Waiting::default()).await;
                 });
             }
         }
@@ -135,9 +136,11 @@ impl Probes {
                 tracing::info!(server = %pool::addr(&server), "no longer probing");
                 return;
             }
-            let next_in = self.round(&server, &mut waiting).await;
-            let next = tokio::time::Instant::now() + next_in;
+            // What the server should be, as this round acts on it: a change committed while
+            // the round runs wakes the next one at once.
             let acted_on = self.want(&server);
+            let next_in = self.round(&server, acted_on.clone(), &mut waiting).await;
+            let next = tokio::time::Instant::now() + next_in;
             loop {
                 tokio::select! {
                     () = tokio::time::sleep_until(next) => break,
@@ -161,8 +164,14 @@ impl Probes {
         )
     }
 
-    /// One probe of `server`, its fencing duty, and its report. Returns when to probe next.
-    async fn round(&self, server: &ServerKey, waiting: &mut Waiting) -> Duration {
+    /// One probe of `server`, its fencing duty (`want`), and its report. Returns when to probe
+    /// next.
+    async fn round(
+        &self,
+        server: &ServerKey,
+        want: Option<Want>,
+        waiting: &mut Waiting,
+    ) -> Duration {
         let started = Instant::now();
         let state = self.group.state();
         let (probe, session) = sql::probe(server, &self.access).await;
@@ -178,7 +187,10 @@ impl Probes {
         );
         let mut next = self.interval;
         if let Some(mut session) = session {
-            if self.fence(server, &mut session, &mut health, waiting).await {
+            if self
+                .fence(server, want, &mut session, &mut health, waiting)
+                .await
+            {
                 next = CATCH_UP_POLL;
             }
             session.close().await;
@@ -224,12 +236,13 @@ impl Probes {
     async fn fence(
         &self,
         server: &ServerKey,
+        want: Option<Want>,
         session: &mut Session,
         health: &mut ServerHealth,
         waiting: &mut Waiting,
     ) -> bool {
         let name = pool::addr(server);
-        match self.want(server) {
+        match want {
             Some(Want::ReadOnly(why)) if health.read_only == Some(false) => {
                 match session.set_read_only(true).await {
                     Ok(()) => {

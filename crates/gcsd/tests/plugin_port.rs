@@ -370,9 +370,9 @@ fn conformance_byte_for_byte_on_one_connection() {
         ("heartbeat", HEARTBEAT),
         ("heartbeat db1 3306", HEARTBEAT),
         ("heartbeat db1 3306 on master", HEARTBEAT),
-        ("serverlist now", "serverlist"),
-        ("SERVERLIST\tdb1", "serverlist"),
-        ("subscribe all", "subscribe"),
+        ("serverlist 2 now", "serverlist [<version>]"),
+        ("SERVERLIST\t1\t2", "serverlist [<version>]"),
+        ("subscribe 2 all", "subscribe [<version>]"),
         ("quit now", "quit"),
         ("QUIT\t1", "quit"),
     ] {
@@ -381,6 +381,19 @@ fn conformance_byte_for_byte_on_one_connection() {
             &mut c,
             format!("{line}\r\n").as_bytes(),
             &wrong_count(syntax),
+        );
+    }
+
+    // Errno 5 for a serverlist version that is not a whole number from 1.
+    for (line, verb) in [
+        ("serverlist now", "serverlist"),
+        ("subscribe 0", "subscribe"),
+    ] {
+        let token = line.split_once(' ').unwrap().1;
+        exchange(
+            &mut c,
+            format!("{line}\n").as_bytes(),
+            &format!("5 Invalid version parameter '{token}': use a serverlist version from 1 (this gcsd speaks up to 2), syntax: {verb} [<version>]\n"),
         );
     }
 
@@ -585,6 +598,31 @@ fn subscribe_pushes_every_change_and_notices_closed_subscribers() {
         ["sub-b 3306", "sub-c 3306"]
     );
     assert_eq!(g.servers(), ["sub-b 3306", "sub-c 3306"]);
+}
+
+/// Serverlist versions: a plain `subscribe` keeps Isis2's rows; `subscribe 2` is told it gets
+/// version 2 and gets a row per server and pool (`-` verdicts for a server in no pool); a
+/// version above the newest gets the newest.
+#[test]
+fn versioned_subscriptions() {
+    let g = started("server_ttl_secs = 60");
+    assert_eq!(g.cmd("join ver-a 3306 on master"), "0 OK\n");
+    let mut v2 = g.connect();
+    assert_eq!(v2.cmd("subscribe 2"), "0 serverlist version 2\n");
+    assert_eq!(v2.read_line(), "0 \n");
+    let row = v2.read_line();
+    assert_eq!(v2.read_line(), "\n", "one row");
+    assert!(row.starts_with("gcsd1 ver-a 3306 on master 60 "), "{row:?}");
+    assert!(row.ends_with("Z - - - - -\n"), "{row:?}");
+    let mut v9 = g.connect();
+    assert_eq!(v9.cmd("subscribe 9"), "0 serverlist version 2\n");
+    let mut v1 = g.connect();
+    assert_eq!(v1.cmd("subscribe"), "0 OK\n");
+    let rows = v1.read_block().rows;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert!(rows[0].mpp.is_none());
+    let once = g.connect().cmd("serverlist 2");
+    assert_eq!(once, "0 \n");
 }
 
 // ---- 4. bad input ----
