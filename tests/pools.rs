@@ -52,12 +52,17 @@ pub struct Lab {
 
 impl Lab {
     pub fn start(n: usize) -> Lab {
+        Lab::start_with(n, "")
+    }
+
+    /// `n` servers; `probe` is appended to every gcsd's `[probe]` section.
+    pub fn start_with(n: usize, probe: &str) -> Lab {
         use std::os::unix::fs::PermissionsExt;
         let secrets = tempfile::tempdir().unwrap();
         let pw = secrets.path().join("probe.password");
         std::fs::write(&pw, format!("{PROBE_PASSWORD}\n")).unwrap();
         std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let probe = format!("[probe]\nuser = \"gcsd_probe\"\npassword_file = {pw:?}\n");
+        let probe = format!("[probe]\nuser = \"gcsd_probe\"\npassword_file = {pw:?}\n{probe}\n");
         let gcsds = start_group(3, |g| g.with_config(&probe));
         let dbs: Vec<MariaDb> = (0..n)
             .map(|i| {
@@ -444,6 +449,108 @@ fn failover_after_kill9_and_reinstatement() {
     );
 }
 
+fn signal(db: &MariaDb, sig: i32) {
+    // SAFETY: kill(2) on a child the harness spawned and has not reaped.
+    let sent = unsafe { libc::kill(db.pid(), sig) };
+    assert_eq!(sent, 0, "signal {sig} to mariadbd");
+}
+
+/// A hung ACTIVE (SIGSTOP), without `kill_hung`: it is failed, but nobody is made writable while
+/// it hangs (it could take writes the moment it resumes); when it resumes it is fenced at once,
+/// and then the SECONDARY takes over. Never two writable.
+#[test]
+fn hung_active_is_fenced_when_it_resumes() {
+    let _turn = one_at_a_time();
+    let lab = Lab::start(2);
+    lab.replicate(1, 0);
+    lab.replicate(0, 1);
+    let sampler = Sampler::start(vec![lab.dbs[0].port, lab.dbs[1].port]);
+    let (p, s) = (lab.addr(0), lab.addr(1));
+    lab.gcsctl_ok(
+        0,
+        &["pool", "init", "app", "--primary", &p, "--secondary", &s],
+    );
+    lab.wait_state("app", 0, "ACTIVE", &[0, 1, 2]);
+    wait_for("the ACTIVE to be writable", WITHIN, || {
+        (!lab.read_only(0)).then_some(())
+    });
+
+    signal(&lab.dbs[0], libc::SIGSTOP);
+    lab.wait_state("app", 0, "FAILED_OFFLINE", &[0, 1, 2]);
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        lab.read_only(1),
+        "nobody is made writable while the old ACTIVE may resume writing"
+    );
+    let list = lab.gcsctl_ok(1, &["list"]);
+    assert!(
+        list.contains(&format!("Waiting for {p} to be confirmed read-only")),
+        "{list}"
+    );
+
+    signal(&lab.dbs[0], libc::SIGCONT);
+    lab.wait_state("app", 1, "ACTIVE", &[0, 1, 2]);
+    wait_for("the SECONDARY to be writable", WITHIN, || {
+        (!lab.read_only(1)).then_some(())
+    });
+    assert!(lab.read_only(0), "the resumed server was fenced");
+    let (_, double) = sampler.finish();
+    assert!(
+        double.is_empty(),
+        "two writable pool members at: {double:?}"
+    );
+}
+
+/// A hung ACTIVE with `kill_hung = true`: its own gcsd kills it (it is on that host), and the
+/// SECONDARY takes over within about the time it takes to see it hung. Restarted, it is fenced
+/// and FAILED until recovered.
+#[test]
+fn hung_active_is_killed_with_kill_hung() {
+    let _turn = one_at_a_time();
+    let mut lab = Lab::start_with(2, "kill_hung = true");
+    lab.replicate(1, 0);
+    lab.replicate(0, 1);
+    let sampler = Sampler::start(vec![lab.dbs[0].port, lab.dbs[1].port]);
+    let (p, s) = (lab.addr(0), lab.addr(1));
+    lab.gcsctl_ok(
+        0,
+        &["pool", "init", "app", "--primary", &p, "--secondary", &s],
+    );
+    lab.wait_state("app", 0, "ACTIVE", &[0, 1, 2]);
+    wait_for("the ACTIVE to be writable", WITHIN, || {
+        (!lab.read_only(0)).then_some(())
+    });
+
+    let hung_at = Instant::now();
+    signal(&lab.dbs[0], libc::SIGSTOP);
+    wait_for("the SECONDARY to take writes", WITHIN, || {
+        lab.app_insert(1).ok()
+    });
+    eprintln!(
+        "SIGSTOP of the ACTIVE: first write on the SECONDARY after {:?}",
+        hung_at.elapsed()
+    );
+    let log = lab.gcsds[0].log();
+    assert!(
+        log.contains("hung and perhaps writable: killing it"),
+        "{log}"
+    );
+    lab.dbs[0].kill9(); // reaps what gcsd killed
+    lab.dbs[0].launch();
+    assert!(lab.read_only(0), "a restarted pool member starts fenced");
+    wait_for("the old ACTIVE to report recovery", WITHIN, || {
+        lab.gcsctl_ok(2, &["report", &p])
+            .contains("reporting recovery")
+            .then_some(())
+    });
+    assert_eq!(lab.verdict(2, "app", 0).0, "FAILED_OFFLINE");
+    let (_, double) = sampler.finish();
+    assert!(
+        double.is_empty(),
+        "two writable pool members at: {double:?}"
+    );
+}
+
 /// Broken replication on the SECONDARY: FAILED_ONLINE, never promoted; a pool of one, an
 /// unknown server, duplicate members, `set` while not paused: each one clear error.
 #[test]
@@ -662,7 +769,7 @@ fn failover_benchmark() {
         .ok()
         .and_then(|t| t.parse().ok())
         .unwrap_or(20);
-    let mut lab = Lab::start(3);
+    let mut lab = Lab::start_with(3, "kill_hung = true");
     lab.replicate(1, 0);
     lab.replicate(0, 1);
     lab.replicate(2, 0);
@@ -692,14 +799,13 @@ fn failover_benchmark() {
         .spawn()
         .unwrap();
     first_write(&out, pp, 0);
-    let (
-        mut failover,
-        mut off_at_s,
-        mut off_at_r,
-        mut reinstate,
-        mut reinstate_gap,
-        mut switch_gap,
-    ) = (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let mut failover = vec![];
+    let mut off_at_s = vec![];
+    let mut off_at_r = vec![];
+    let mut reinstate = vec![];
+    let mut reinstate_gap = vec![];
+    let mut switch_gap = vec![];
+    let mut hung = vec![];
     let ms = |a: u64, b: u64| (b.saturating_sub(a)) as f64 / 1000.0;
     for trial in 0..trials {
         // kill -9 of the ACTIVE (the PRIMARY).
@@ -723,7 +829,14 @@ fn failover_benchmark() {
         let back = first_write(&out, pp, recovered);
         reinstate.push(ms(recovered, back));
         reinstate_gap.push(ms(last_write(&out, sp, back), back));
-        // switchover to the SECONDARY and activate-primary back: the gap in writes.
+        // switchover to the SECONDARY and activate-primary back: the gap in writes. First the
+        // SECONDARY's replication from the restarted PRIMARY must be running again (its IO
+        // thread retries once a second): a switchover waits for the target to catch up, and
+        // this measures the switchover, not the reconnect.
+        wait_for("the SECONDARY to replicate again", WITHIN, || {
+            let io = lab.dbs[1].sql("SHOW SLAVE STATUS").ok()?;
+            (!io.is_empty() && io[0].get(10).is_some_and(|v| v == "Yes")).then_some(())
+        });
         let asked = unix_micros();
         lab.gcsctl_ok(2, &["switchover", "app", "--to", &s]);
         let on_s = first_write(&out, sp, asked);
@@ -732,9 +845,46 @@ fn failover_benchmark() {
         lab.gcsctl_ok(2, &["activate-primary", "app"]);
         let on_p = first_write(&out, pp, asked);
         switch_gap.push(ms(last_write(&out, sp, on_p), on_p));
+        let gaps = &switch_gap[switch_gap.len() - 2..];
+        if gaps.iter().any(|&g| g > 200.0) {
+            eprintln!("trial {trial}: switchover gaps {gaps:?} ms; what the members logged:");
+            for g in &lab.gcsds {
+                for line in g.log().lines().filter(|l| {
+                    [
+                        "fenced",
+                        "read_only=OFF",
+                        "SWITCHOVER",
+                        "Relinquishing",
+                        "Manually",
+                        "catch up",
+                    ]
+                    .iter()
+                    .any(|k| l.contains(k))
+                }) {
+                    eprintln!("  gcsd {}: {line}", g.id);
+                }
+            }
+        }
+        // SIGSTOP of the ACTIVE (the PRIMARY again): its gcsd kills it (kill_hung), the
+        // SECONDARY takes over; then restart and recover, back to where the trial began.
+        wait_for("the SECONDARY to replicate again", WITHIN, || {
+            let io = lab.dbs[1].sql("SHOW SLAVE STATUS").ok()?;
+            (!io.is_empty() && io[0].get(10).is_some_and(|v| v == "Yes")).then_some(())
+        });
+        let fault = unix_micros();
+        signal(&lab.dbs[0], libc::SIGSTOP);
+        hung.push(ms(fault, first_write(&out, sp, fault)));
+        lab.dbs[0].kill9();
+        lab.dbs[0].launch();
+        wait_for("the PRIMARY to probe healthy", WITHIN, || {
+            (lab.verdict(0, "app", 0).1 == "OK").then_some(())
+        });
+        let recovered = unix_micros();
+        lab.gcsctl_ok(1, &["recover", &p]);
+        first_write(&out, pp, recovered);
         eprintln!(
-            "trial {trial}: failover {:.0} ms, off {:.0}/{:.0} ms, reinstatement {:.0} ms (gap {:.0} ms)",
-            failover[trial], off_at_s[trial], off_at_r[trial], reinstate[trial], reinstate_gap[trial]
+            "trial {trial}: SIGSTOP {:.0} ms, failover {:.0} ms, off {:.0}/{:.0} ms, reinstatement {:.0} ms (gap {:.0} ms)",
+            hung[trial], failover[trial], off_at_s[trial], off_at_r[trial], reinstate[trial], reinstate_gap[trial]
         );
     }
     writer.kill().ok();
@@ -761,6 +911,13 @@ fn failover_benchmark() {
         summary(
             "crash visible as `off` in ISIS2IS of the replica outside the pool",
             off_at_r
+        )
+    );
+    println!(
+        "{}",
+        summary(
+            "SIGSTOP of the ACTIVE (`kill_hung`) → first write on the new ACTIVE",
+            hung
         )
     );
     println!(

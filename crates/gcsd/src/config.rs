@@ -85,6 +85,10 @@ query_timeout_ms = 200
 max_failures = 4
 # Servers without the plugin that this gcsd registers and probes as their owner.
 servers = []
+# Kill (SIGKILL) a pool member on this host that hangs while it may be writable (an ACTIVE
+# whose probes time out until FAIL), so that another server can take over at once. Off: no
+# other server is made writable until the hung one answers again and is fenced.
+kill_hung = false
 "#;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -125,6 +129,7 @@ pub struct ProbeConfig {
     pub query_timeout_ms: u64,
     pub max_failures: u32,
     pub servers: Vec<String>,
+    pub kill_hung: bool,
 }
 
 impl Default for ProbeConfig {
@@ -137,6 +142,7 @@ impl Default for ProbeConfig {
             query_timeout_ms: 200,
             max_failures: 4,
             servers: Vec::new(),
+            kill_hung: false,
         }
     }
 }

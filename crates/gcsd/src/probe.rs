@@ -34,6 +34,8 @@ pub struct Probes {
     access: Access,
     interval: Duration,
     max_failures: u32,
+    /// `[probe] kill_hung`: kill a hung server that may be writable (see `fence::must_kill`).
+    kill_hung: bool,
     /// `[probe] servers`: servers without the plugin that this member owns.
     configured: Vec<ServerKey>,
     /// The running tasks' wake-up calls.
@@ -58,6 +60,7 @@ impl Probes {
             },
             interval: Duration::from_millis(p.interval_ms),
             max_failures: p.max_failures,
+            kill_hung: p.kill_hung,
             configured,
             tasks: Mutex::new(HashMap::new()),
             group,
@@ -120,7 +123,7 @@ impl Probes {
                 let me = self.clone();
                 tokio::spawn(async move {
                     let want = me.want(&server);
-                    me.round(&server, want, &mut Waiting::default()).await;
+                    me.round(&server, want, &mut Local::default()).await;
                 });
             }
         }
@@ -129,7 +132,7 @@ impl Probes {
     async fn watch(self: Arc<Self>, server: ServerKey, wake: Arc<Notify>) {
         tracing::info!(server = %pool::addr(&server), "probing");
         let mut applied = self.group.applied_changes();
-        let mut waiting = Waiting::default();
+        let mut local = Local::default();
         loop {
             if !self.owns(&self.group.state(), &server) {
                 self.tasks.lock().remove(&server);
@@ -139,7 +142,7 @@ impl Probes {
             // What the server should be, as this round acts on it: a change committed while
             // the round runs wakes the next one at once.
             let acted_on = self.want(&server);
-            let next_in = self.round(&server, acted_on.clone(), &mut waiting).await;
+            let next_in = self.round(&server, acted_on.clone(), &mut local).await;
             let next = tokio::time::Instant::now() + next_in;
             loop {
                 tokio::select! {
@@ -166,12 +169,7 @@ impl Probes {
 
     /// One probe of `server`, its fencing duty (`want`), and its report. Returns when to probe
     /// next.
-    async fn round(
-        &self,
-        server: &ServerKey,
-        want: Option<Want>,
-        waiting: &mut Waiting,
-    ) -> Duration {
+    async fn round(&self, server: &ServerKey, want: Option<Want>, local: &mut Local) -> Duration {
         let started = Instant::now();
         let state = self.group.state();
         let (probe, session) = sql::probe(server, &self.access).await;
@@ -185,15 +183,28 @@ impl Probes {
             self.max_failures,
             Utc::now(),
         );
-        let mut next = self.interval;
+        // Probes keep their cadence: a probe that waited out a deadline does not push the next
+        // one back, so a hung server reaches FAIL in `max_failures` intervals.
+        let mut next = self.interval.saturating_sub(started.elapsed());
         if let Some(mut session) = session {
+            if self.kill_hung {
+                local.pid = session.local_pid().await;
+            }
             if self
-                .fence(server, want, &mut session, &mut health, waiting)
+                .fence(server, want, &mut session, &mut health, local)
                 .await
             {
                 next = CATCH_UP_POLL;
             }
             session.close().await;
+        }
+        let hung = matches!(probe, Probe::Hung(_));
+        if self.kill_hung
+            && fence::must_kill(&state.pools, server, &health, hung)
+            && self.kill(server, local).await
+        {
+            // Probe again at once: nothing listens now, and the group hears so.
+            next = Duration::ZERO;
         }
         self.group
             .metrics
@@ -239,7 +250,7 @@ impl Probes {
         want: Option<Want>,
         session: &mut Session,
         health: &mut ServerHealth,
-        waiting: &mut Waiting,
+        local: &mut Local,
     ) -> bool {
         let name = pool::addr(server);
         match want {
@@ -265,7 +276,7 @@ impl Probes {
                 hostile_takeover,
                 catch_up_timeout,
             }) if health.read_only == Some(true) => {
-                let since = waiting.since(&pool, epoch);
+                let since = local.since(&pool, epoch);
                 let applied = match &catch_up {
                     None => true,
                     Some(required) => session
@@ -277,7 +288,7 @@ impl Probes {
                 {
                     CatchUp::Wait => true,
                     CatchUp::GiveUp => {
-                        if waiting.warn_once() {
+                        if local.warn_once() {
                             tracing::warn!(
                                 server = %name,
                                 pool = %pool,
@@ -309,6 +320,28 @@ impl Probes {
             }
             _ => false,
         }
+    }
+
+    /// Kills a hung server's process so that the group can fail over; whether it is gone.
+    async fn kill(&self, server: &ServerKey, local: &mut Local) -> bool {
+        let name = pool::addr(server);
+        let Some(pid) = local.pid else {
+            if !std::mem::replace(&mut local.kill_warned, true) {
+                tracing::warn!(
+                    server = %name,
+                    "hung and perhaps writable, but its process is not known on this host (no readable pid file): it cannot be killed, and no other server is made writable until it answers again"
+                );
+            }
+            return false;
+        };
+        tracing::warn!(server = %name, pid, "hung and perhaps writable: killing it (SIGKILL) so that another server can take over");
+        let gone = sql::kill_and_wait(pid, Duration::from_secs(2)).await;
+        if gone {
+            local.pid = None;
+        } else {
+            tracing::warn!(server = %name, pid, "killed, but the process did not end within 2 s");
+        }
+        gone
     }
 
     /// Keeps a `[probe] servers` entry registered through this member while it answers.
@@ -345,14 +378,18 @@ fn news(prev: Option<&ServerHealth>, new: &ServerHealth, handing_over: bool) -> 
             >= REFRESH
 }
 
-/// Since when a new ACTIVE has been waiting to catch up, per pool and epoch.
+/// What one server's task remembers between rounds: since when a new ACTIVE has been waiting
+/// to catch up (per pool and epoch), the server's process id (with `kill_hung`), and which
+/// warnings were given.
 #[derive(Default)]
-struct Waiting {
+struct Local {
     current: Option<(String, u64, Instant)>,
     warned: bool,
+    pid: Option<i32>,
+    kill_warned: bool,
 }
 
-impl Waiting {
+impl Local {
     fn since(&mut self, pool: &str, epoch: u64) -> Instant {
         match &self.current {
             Some((p, e, t)) if p == pool && *e == epoch => *t,

@@ -35,12 +35,22 @@ impl std::fmt::Debug for Access {
     }
 }
 
-/// Why a session could not be opened.
+/// Why a session could not be opened, or a step failed.
 #[derive(Debug)]
-pub enum ConnectError {
+pub enum SqlError {
     /// Nobody listens: the server's process is gone.
     Refused(String),
+    /// No answer within the deadline.
+    TimedOut(String),
     Other(String),
+}
+
+impl std::fmt::Display for SqlError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SqlError::Refused(t) | SqlError::TimedOut(t) | SqlError::Other(t) => f.write_str(t),
+        }
+    }
 }
 
 /// One connection to one server.
@@ -51,12 +61,12 @@ pub struct Session {
 }
 
 impl Session {
-    pub async fn open(server: &ServerKey, access: &Access) -> Result<Session, ConnectError> {
+    pub async fn open(server: &ServerKey, access: &Access) -> Result<Session, SqlError> {
         let name = pool::addr(server);
         let port: u16 = server
             .port
             .parse()
-            .map_err(|_| ConnectError::Other(format!("{name}: the port is not a TCP port")))?;
+            .map_err(|_| SqlError::Other(format!("{name}: the port is not a TCP port")))?;
         let opts = OptsBuilder::default()
             .ip_or_hostname(server.host.clone())
             .tcp_port(port)
@@ -69,18 +79,18 @@ impl Session {
             .stmt_cache_size(0);
         let conn = match tokio::time::timeout(access.connect_timeout, Conn::new(opts)).await {
             Err(_) => {
-                return Err(ConnectError::Other(format!(
+                return Err(SqlError::TimedOut(format!(
                     "Could not connect to mysql host {name}: no answer within {} ms",
                     access.connect_timeout.as_millis()
                 )))
             }
             Ok(Err(e)) if is_refused(&e) => {
-                return Err(ConnectError::Refused(format!(
+                return Err(SqlError::Refused(format!(
                     "Could not connect to mysql host {name}: connection refused"
                 )))
             }
             Ok(Err(e)) => {
-                return Err(ConnectError::Other(format!(
+                return Err(SqlError::Other(format!(
                     "Could not connect to mysql host {name}: {e}"
                 )))
             }
@@ -98,22 +108,25 @@ impl Session {
         &mut self,
         what: &str,
         f: impl AsyncFnOnce(&mut Conn) -> Result<T, mysql_async::Error>,
-    ) -> Result<T, String> {
+    ) -> Result<T, SqlError> {
         let deadline = self.query_timeout;
         match tokio::time::timeout(deadline, f(&mut self.conn)).await {
-            Err(_) => Err(format!(
+            Err(_) => Err(SqlError::TimedOut(format!(
                 "Query Error: {what} on {} took more than {} ms",
                 self.server,
                 deadline.as_millis()
-            )),
-            Ok(Err(e)) => Err(format!("Query Error: {what} on {}: {e}", self.server)),
+            ))),
+            Ok(Err(e)) => Err(SqlError::Other(format!(
+                "Query Error: {what} on {}: {e}",
+                self.server
+            ))),
             Ok(Ok(v)) => Ok(v),
         }
     }
 
     /// Reads what the checks need: `read_only`, `server_id`, the GTID position and the
     /// replica status.
-    pub async fn facts(&mut self) -> Result<ProbeFacts, String> {
+    pub async fn facts(&mut self) -> Result<ProbeFacts, SqlError> {
         let (read_only, server_id, gtid): (bool, u32, String) = self
             .step("SELECT @@read_only", async |c| {
                 c.query_first(
@@ -122,7 +135,7 @@ impl Session {
                 .await
             })
             .await?
-            .ok_or_else(|| format!("Query Error: no row from {}", self.server))?;
+            .ok_or_else(|| SqlError::Other(format!("Query Error: no row from {}", self.server)))?;
         let replica: Option<Row> = self
             .step("SHOW SLAVE STATUS", async |c| {
                 c.query_first("SHOW SLAVE STATUS").await
@@ -152,7 +165,7 @@ impl Session {
     }
 
     /// `SET GLOBAL read_only`.
-    pub async fn set_read_only(&mut self, on: bool) -> Result<(), String> {
+    pub async fn set_read_only(&mut self, on: bool) -> Result<(), SqlError> {
         let q = if on {
             "SET GLOBAL read_only = ON"
         } else {
@@ -162,13 +175,29 @@ impl Session {
     }
 
     /// `@@gtid_current_pos`: everything this server has applied or written.
-    pub async fn gtid_current_pos(&mut self) -> Result<String, String> {
+    pub async fn gtid_current_pos(&mut self) -> Result<String, SqlError> {
         let pos: Option<String> = self
             .step("SELECT @@gtid_current_pos", async |c| {
                 c.query_first("SELECT @@global.gtid_current_pos").await
             })
             .await?;
         Ok(pos.unwrap_or_default())
+    }
+
+    /// The server's process id, from its pid file, if the server runs on this host: the file
+    /// is readable here and names a live `mariadbd` or `mysqld`.
+    pub async fn local_pid(&mut self) -> Option<i32> {
+        let (pid_file, datadir): (String, String) = self
+            .step("SELECT @@pid_file", async |c| {
+                c.query_first("SELECT @@global.pid_file, @@global.datadir")
+                    .await
+            })
+            .await
+            .ok()??;
+        let path = std::path::Path::new(&datadir).join(pid_file);
+        let pid: i32 = std::fs::read_to_string(path).ok()?.trim().parse().ok()?;
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+        matches!(comm.trim(), "mariadbd" | "mysqld").then_some(pid)
     }
 
     /// Closes the session politely, within the query deadline (else it is simply dropped).
@@ -180,13 +209,40 @@ impl Session {
 /// One probe: connect, then read the facts. Every outcome is an answer.
 pub async fn probe(server: &ServerKey, access: &Access) -> (Probe, Option<Session>) {
     match Session::open(server, access).await {
-        Err(ConnectError::Refused(why)) => (Probe::Refused(why), None),
-        Err(ConnectError::Other(why)) => (Probe::Unreachable(why), None),
+        Err(SqlError::Refused(why)) => (Probe::Refused(why), None),
+        Err(SqlError::TimedOut(why)) => (Probe::Hung(why), None),
+        Err(SqlError::Other(why)) => (Probe::Unreachable(why), None),
         Ok(mut session) => match session.facts().await {
             Ok(facts) => (Probe::Answered(facts), Some(session)),
-            Err(why) => (Probe::QueryFailed(why), None),
+            Err(SqlError::TimedOut(why)) => (Probe::Hung(why), None),
+            Err(e) => (Probe::QueryFailed(e.to_string()), None),
         },
     }
+}
+
+/// Kills process `pid` (SIGKILL) and waits, at most `within`, until it is gone (or a zombie):
+/// whether it is.
+pub async fn kill_and_wait(pid: i32, within: Duration) -> bool {
+    let Some(target) = rustix::process::Pid::from_raw(pid) else {
+        return false;
+    };
+    if rustix::process::kill_process(target, rustix::process::Signal::KILL).is_err() {
+        return false;
+    }
+    let gone = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
+            stat.rsplit_once(") ")
+                .is_some_and(|(_, rest)| rest.starts_with('Z'))
+        })
+    };
+    let started = std::time::Instant::now();
+    while started.elapsed() < within {
+        if gone() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    gone()
 }
 
 fn is_refused(e: &mysql_async::Error) -> bool {

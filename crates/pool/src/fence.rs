@@ -61,6 +61,24 @@ pub fn desired(
     writable
 }
 
+/// Whether a hung server must be killed (by its own gcsd, where `[probe] kill_hung` allows
+/// it) so that the group can fail over: its probes timed out (`hung`) until it is FAIL, it may
+/// still be writable (not last seen read-only), and it is in a pool with fencing on. Until it
+/// is killed, or answers again and is fenced, no other pool member is made writable: nobody
+/// can tell whether it takes writes the moment it resumes.
+pub fn must_kill(
+    pools: &Pools,
+    server: &ServerKey,
+    health: &crate::ServerHealth,
+    hung: bool,
+) -> bool {
+    hung && health.health == proto::Health::Fail
+        && health.read_only != Some(true)
+        && pools
+            .memberships(server)
+            .any(|(_, pool, _)| pool.settings.fencing)
+}
+
 /// What to do about a new ACTIVE that must catch up before it takes writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CatchUp {

@@ -11,8 +11,10 @@ use crate::{addr, bounded_message, FailureKind, Pools, ServerHealth};
 pub enum Probe {
     /// The connection was refused: no process listens, so the server cannot write.
     Refused(String),
-    /// It could not connect (timeout, authentication, too many connections...).
+    /// It could not connect (authentication, too many connections...).
     Unreachable(String),
+    /// It did not answer within a deadline (connecting or querying): hung, or unreachable.
+    Hung(String),
     /// It connected, but a query failed or timed out.
     QueryFailed(String),
     Answered(ProbeFacts),
@@ -116,7 +118,7 @@ pub fn grade(
             prev_failures.saturating_add(1).max(max_failures.max(1)),
             true,
         ),
-        Probe::Unreachable(why) => failed(
+        Probe::Unreachable(why) | Probe::Hung(why) => failed(
             FailureKind::Offline,
             why.clone(),
             prev_failures.saturating_add(1),

@@ -808,6 +808,45 @@ fn lease_fencing_duty() {
 }
 
 #[test]
+fn a_hung_server_is_killed_only_when_it_may_be_writable() {
+    let (mut pools, name) = pool_of(&[A, S]);
+    let hung = |ro| ServerHealth {
+        read_only: ro,
+        ..health(Obs::Hung).unwrap()
+    };
+    assert!(fence::must_kill(&pools, &db(1), &hung(Some(false)), true));
+    assert!(
+        fence::must_kill(&pools, &db(1), &hung(None), true),
+        "never seen: may be writable"
+    );
+    assert!(
+        !fence::must_kill(&pools, &db(2), &hung(Some(true)), true),
+        "a fenced STANDBY is harmless"
+    );
+    assert!(
+        !fence::must_kill(&pools, &db(1), &hung(Some(false)), false),
+        "refused or failing, not hung"
+    );
+    let degraded = ServerHealth {
+        health: Health::OkWarn,
+        ..hung(Some(false))
+    };
+    assert!(
+        !fence::must_kill(&pools, &db(1), &degraded, true),
+        "not FAIL yet"
+    );
+    assert!(
+        !fence::must_kill(&pools, &db(9), &hung(Some(false)), true),
+        "in no pool"
+    );
+    pools.pools.get_mut(&name).unwrap().settings.fencing = false;
+    assert!(
+        !fence::must_kill(&pools, &db(1), &hung(Some(false)), true),
+        "fencing off"
+    );
+}
+
+#[test]
 fn gtid_catch_up() {
     assert!(caught_up("0-1-10", "0-1-10"));
     assert!(caught_up("0-2-12,1-1-3", "0-1-10"));
