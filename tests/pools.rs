@@ -52,22 +52,47 @@ pub struct Lab {
 
 impl Lab {
     pub fn start(n: usize) -> Lab {
-        Lab::start_with(n, "")
+        Lab::build(n, "", &[])
     }
 
     /// `n` servers; `probe` is appended to every gcsd's `[probe]` section.
     pub fn start_with(n: usize, probe: &str) -> Lab {
+        Lab::build(n, probe, &[])
+    }
+
+    /// `n` servers, server i owned by gcsd i (mod 3): through the plugin, or for the servers in
+    /// `without_plugin`, listed in that gcsd's `[probe] servers`. `probe` is appended to every
+    /// gcsd's `[probe]` section.
+    pub fn build(n: usize, probe: &str, without_plugin: &[usize]) -> Lab {
         use std::os::unix::fs::PermissionsExt;
         let secrets = tempfile::tempdir().unwrap();
         let pw = secrets.path().join("probe.password");
         std::fs::write(&pw, format!("{PROBE_PASSWORD}\n")).unwrap();
         std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let probe = format!("[probe]\nuser = \"gcsd_probe\"\npassword_file = {pw:?}\n{probe}\n");
-        let gcsds = start_group(3, |g| g.with_config(&probe));
-        let dbs: Vec<MariaDb> = (0..n)
-            .map(|i| {
-                with_plugin(MariaDb::new(), gcsds[i % 3].plugin.port())
-                    .with_option(format!("--server-id={}", i + 1))
+        let dbs: Vec<MariaDb> = (0..n).map(|_| MariaDb::new()).collect();
+        let owned = |id: u64| -> Vec<String> {
+            without_plugin
+                .iter()
+                .filter(|&&i| (i % 3) as u64 + 1 == id)
+                .map(|&i| format!("\"127.0.0.1:{}\"", dbs[i].port))
+                .collect()
+        };
+        let gcsds = start_group(3, |g| {
+            let servers = owned(g.id).join(", ");
+            g.with_config(&format!(
+                "[probe]\nuser = \"gcsd_probe\"\npassword_file = {pw:?}\nservers = [{servers}]\n{probe}\n"
+            ))
+        });
+        let dbs: Vec<MariaDb> = dbs
+            .into_iter()
+            .enumerate()
+            .map(|(i, db)| {
+                let db = if without_plugin.contains(&i) {
+                    db
+                } else {
+                    with_plugin(db, gcsds[i % 3].plugin.port())
+                };
+                db.with_option(format!("--server-id={}", i + 1))
                     .with_option("--log-bin=binlog")
                     .with_option("--log-slave-updates")
                     // Every pool member starts fenced; gcsd makes the ACTIVE writable.
@@ -549,6 +574,40 @@ fn hung_active_is_killed_with_kill_hung() {
         double.is_empty(),
         "two writable pool members at: {double:?}"
     );
+}
+
+/// A server without the plugin (here a MariaDB without it; MySQL 8.x would be the same) is a
+/// pool member through `[probe] servers`: its gcsd registers it while it answers, probes and
+/// fences it, and every server with the plugin lists it; it takes over like any other.
+#[test]
+fn a_server_without_the_plugin_is_owned_through_probe_servers() {
+    let _turn = one_at_a_time();
+    let mut lab = Lab::build(2, "", &[1]);
+    lab.replicate(1, 0);
+    lab.replicate(0, 1);
+    let (p, s) = (lab.addr(0), lab.addr(1));
+    wait_for("the plugin-less server to be listed", WITHIN, || {
+        try_isis2is(&lab.dbs[0])
+            .ok()?
+            .iter()
+            .any(|r| {
+                r.is_server(lab.dbs[1].port)
+                    && r.status.as_deref() == Some("on")
+                    && r.member.as_deref() == Some("gcsd2")
+            })
+            .then_some(())
+    });
+    lab.gcsctl_ok(
+        0,
+        &["pool", "init", "app", "--primary", &p, "--secondary", &s],
+    );
+    lab.wait_state("app", 0, "ACTIVE", &[0, 1, 2]);
+    lab.wait_state("app", 1, "STANDBY", &[0, 1, 2]);
+    lab.dbs[0].kill9();
+    lab.wait_state("app", 1, "ACTIVE", &[0, 1, 2]);
+    wait_for("the plugin-less server to be writable", WITHIN, || {
+        lab.app_insert(1).ok()
+    });
 }
 
 /// Broken replication on the SECONDARY: FAILED_ONLINE, never promoted; a pool of one, an

@@ -68,15 +68,15 @@ impl Probes {
         }))
     }
 
-    /// Whether this member probes `server` on its interval: it is in a pool, and registered
-    /// through this member or listed in `[probe] servers`.
+    /// Whether this member probes `server` on its interval: it is listed in `[probe] servers`
+    /// (the probes keep it registered), or registered through this member and in a pool.
     fn owns(&self, state: &GroupState, server: &ServerKey) -> bool {
-        let mine = self.configured.contains(server)
-            || state
+        self.configured.contains(server)
+            || (state
                 .servers
                 .get(server)
-                .is_some_and(|r| r.member == self.group.me);
-        mine && state.pools.memberships(server).next().is_some()
+                .is_some_and(|r| r.member == self.group.me)
+                && state.pools.memberships(server).next().is_some())
     }
 
     /// Runs for the life of the process: starts a task for every server this member comes to
@@ -228,10 +228,11 @@ impl Probes {
             .pools
             .values()
             .any(|p| p.handover.as_ref().is_some_and(|h| &h.from == server));
-        // A server in no pool is probed only when its plugin connection drops, to tell the
-        // group at once that it is gone; nothing else about it interests the group.
+        // Of a server in no pool only whether it is gone interests the group (its status is
+        // `off` in every list at once), and that it came back.
         let in_pool = state.pools.memberships(server).next().is_some();
-        if (in_pool && news(prev, &health, handing_over)) || (!in_pool && health.gone) {
+        let gone_changed = prev.map_or(health.gone, |p| p.gone != health.gone);
+        if (in_pool && news(prev, &health, handing_over)) || (!in_pool && gone_changed) {
             let cmd = Command::Pool(Box::new(PoolCommand::Observe {
                 reports: vec![(server.clone(), health)],
             }));

@@ -144,6 +144,11 @@ impl GroupState {
                         last_update: *at,
                     },
                 );
+                // A server that registers is running: a report that its process was gone is
+                // out of date (its next probe says how it is).
+                if self.pools.health.get(server).is_some_and(|h| h.gone) {
+                    self.pools.health.remove(server);
+                }
             }
             Command::Leave { server } => {
                 self.servers.remove(server);
@@ -562,6 +567,114 @@ mod tests {
             at(1),
             "b belongs to member 2"
         );
+    }
+
+    fn health(member: MemberId, gone: bool) -> pool::ServerHealth {
+        pool::ServerHealth {
+            member,
+            health: if gone {
+                proto::Health::Fail
+            } else {
+                proto::Health::Ok
+            },
+            failures: if gone { 4 } else { 0 },
+            failure: None,
+            gone,
+            read_only: Some(true),
+            replica: Some(true),
+            server_id: Some(1),
+            gtid: None,
+            message: String::new(),
+            last_probe: at(3),
+        }
+    }
+
+    fn pool_cmd(cmd: PoolCommand) -> Command {
+        Command::Pool(Box::new(cmd))
+    }
+
+    /// Pools in the group state: a crash is `off` in the list at once, a server that registers
+    /// again sheds its stale crash report, a member's servers count as cut off once it is
+    /// down, and version 2 rows list every server per pool.
+    #[test]
+    fn pools_in_the_group_state() {
+        let mut state = GroupState::default();
+        let observe = |member, server: &str, gone| {
+            pool_cmd(PoolCommand::Observe {
+                reports: vec![(key(server), health(member, gone))],
+            })
+        };
+        for c in [
+            up(1),
+            up(2),
+            register(1, "a", Status::On),
+            register(2, "b", Status::On),
+            register(1, "c", Status::On),
+            pool_cmd(PoolCommand::Init {
+                name: "app".into(),
+                primary: key("a"),
+                secondaries: vec![key("b")],
+                settings: pool::Settings::default(),
+                at: at(2),
+            }),
+            observe(1, "a", true),
+        ] {
+            assert_eq!(state.apply(&c), Applied::Done, "{c:?}");
+        }
+        assert_eq!(
+            state.servers[&key("a")].status,
+            Status::Off,
+            "a crash is off at once"
+        );
+        assert!(!state.seen(&key("a")).cut_off);
+        // Rows: a (off) and b in the pool, c outside it with no verdicts.
+        let rows = state.server_rows_v2();
+        let shape: Vec<_> = rows
+            .iter()
+            .map(|r| {
+                (
+                    r.server.host.as_str(),
+                    r.status,
+                    r.mpp.as_ref().map(|m| m.pool.as_str()),
+                )
+            })
+            .collect();
+        assert_eq!(
+            shape,
+            [
+                ("a", Status::Off, Some("app")),
+                ("b", Status::On, Some("app")),
+                ("c", Status::On, None)
+            ]
+        );
+        // The crashed server expires from the list, yet stays listed (off, TTL 0) with its verdict.
+        state.apply(&Command::Expire {
+            member: 1,
+            server: key("a"),
+        });
+        let a = state
+            .server_rows_v2()
+            .into_iter()
+            .find(|r| r.server == key("a"))
+            .unwrap();
+        assert_eq!(
+            (a.status, a.ttl_secs, a.member.as_str()),
+            (Status::Off, 0, "m1")
+        );
+        assert_eq!(
+            state.server_rows().len(),
+            2,
+            "version 1 lists registered servers only"
+        );
+        // It registers again: the crash report is dropped; its next probe tells.
+        state.apply(&register(1, "a", Status::On));
+        assert!(!state.pools.health.contains_key(&key("a")));
+        // Member 2, which probes b, goes down: b is cut off.
+        state.apply(&observe(2, "b", false));
+        assert!(!state.seen(&key("b")).cut_off);
+        state.apply(&down(2));
+        assert!(state.seen(&key("b")).cut_off, "b's owner is down");
+        assert!(!state.seen(&key("b")).registered);
     }
 
     #[test]
