@@ -220,7 +220,7 @@ fn install_uninstall_cycles_under_concurrent_selects_neither_crash_nor_leak() {
             .unwrap_or_else(|e| panic!("cycle {i} failed: {e}\n{q}"));
         let table: Vec<Isis2isRow> = rows
             .iter()
-            .filter(|r| r.len() == 9)
+            .filter(|r| r.len() == isis2d::table::COLUMNS)
             .map(|r| Isis2isRow::parse(r))
             .collect();
         for r in &table {

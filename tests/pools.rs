@@ -113,6 +113,28 @@ impl Lab {
         }
     }
 
+    /// MPP's setup: servers 0 and 1 in master-master replication, any others replicas of 0;
+    /// the sampler watching 0 and 1; the pool `app` of 0 (PRIMARY) and 1 declared through
+    /// gcsd `via`; returns once 0 is ACTIVE and writable.
+    pub fn with_pool(self, via: usize) -> (Lab, Sampler) {
+        self.replicate(1, 0);
+        self.replicate(0, 1);
+        for i in 2..self.dbs.len() {
+            self.replicate(i, 0);
+        }
+        let sampler = Sampler::start(vec![self.dbs[0].port, self.dbs[1].port]);
+        let (p, s) = (self.addr(0), self.addr(1));
+        self.gcsctl_ok(
+            via,
+            &["pool", "init", "app", "--primary", &p, "--secondary", &s],
+        );
+        self.wait_state("app", 0, "ACTIVE", &[0, 1, 2]);
+        wait_for("the ACTIVE to be writable", WITHIN, || {
+            (!self.read_only(0)).then_some(())
+        });
+        (self, sampler)
+    }
+
     /// Server `replica` replicates from server `source` (GTID).
     pub fn replicate(&self, replica: usize, source: usize) {
         self.dbs[replica]
@@ -301,22 +323,10 @@ async fn sample(ports: Vec<u16>, stop: Arc<AtomicBool>) -> (u64, Vec<String>) {
 #[test]
 fn failover_after_kill9_and_reinstatement() {
     let _turn = one_at_a_time();
-    let mut lab = Lab::start(3);
-    lab.replicate(1, 0);
-    lab.replicate(0, 1);
-    lab.replicate(2, 0);
-    let sampler = Sampler::start(vec![lab.dbs[0].port, lab.dbs[1].port]);
+    let (mut lab, sampler) = Lab::start(3).with_pool(1);
     let (p, s) = (lab.addr(0), lab.addr(1));
-    lab.gcsctl_ok(
-        1,
-        &["pool", "init", "app", "--primary", &p, "--secondary", &s],
-    );
 
-    // Instatement: the PRIMARY becomes ACTIVE and writable; the SECONDARY stays read-only.
-    lab.wait_state("app", 0, "ACTIVE", &[0, 1, 2]);
-    wait_for("the ACTIVE to be writable", WITHIN, || {
-        (!lab.read_only(0)).then_some(())
-    });
+    // Instatement: the PRIMARY became ACTIVE and writable; the SECONDARY stays read-only.
     assert!(lab.read_only(1), "the STANDBY is fenced");
     lab.app_insert(0)
         .expect("the application writes to the ACTIVE");
@@ -486,19 +496,8 @@ fn signal(db: &MariaDb, sig: i32) {
 #[test]
 fn hung_active_is_fenced_when_it_resumes() {
     let _turn = one_at_a_time();
-    let lab = Lab::start(2);
-    lab.replicate(1, 0);
-    lab.replicate(0, 1);
-    let sampler = Sampler::start(vec![lab.dbs[0].port, lab.dbs[1].port]);
-    let (p, s) = (lab.addr(0), lab.addr(1));
-    lab.gcsctl_ok(
-        0,
-        &["pool", "init", "app", "--primary", &p, "--secondary", &s],
-    );
-    lab.wait_state("app", 0, "ACTIVE", &[0, 1, 2]);
-    wait_for("the ACTIVE to be writable", WITHIN, || {
-        (!lab.read_only(0)).then_some(())
-    });
+    let (lab, sampler) = Lab::start(2).with_pool(0);
+    let p = lab.addr(0);
 
     signal(&lab.dbs[0], libc::SIGSTOP);
     lab.wait_state("app", 0, "FAILED_OFFLINE", &[0, 1, 2]);
@@ -532,19 +531,8 @@ fn hung_active_is_fenced_when_it_resumes() {
 #[test]
 fn hung_active_is_killed_with_kill_hung() {
     let _turn = one_at_a_time();
-    let mut lab = Lab::start_with(2, "kill_hung = true");
-    lab.replicate(1, 0);
-    lab.replicate(0, 1);
-    let sampler = Sampler::start(vec![lab.dbs[0].port, lab.dbs[1].port]);
-    let (p, s) = (lab.addr(0), lab.addr(1));
-    lab.gcsctl_ok(
-        0,
-        &["pool", "init", "app", "--primary", &p, "--secondary", &s],
-    );
-    lab.wait_state("app", 0, "ACTIVE", &[0, 1, 2]);
-    wait_for("the ACTIVE to be writable", WITHIN, || {
-        (!lab.read_only(0)).then_some(())
-    });
+    let (mut lab, sampler) = Lab::start_with(2, "kill_hung = true").with_pool(0);
+    let p = lab.addr(0);
 
     let hung_at = Instant::now();
     signal(&lab.dbs[0], libc::SIGSTOP);
@@ -582,10 +570,7 @@ fn hung_active_is_killed_with_kill_hung() {
 #[test]
 fn a_server_without_the_plugin_is_owned_through_probe_servers() {
     let _turn = one_at_a_time();
-    let mut lab = Lab::build(2, "", &[1]);
-    lab.replicate(1, 0);
-    lab.replicate(0, 1);
-    let (p, s) = (lab.addr(0), lab.addr(1));
+    let lab = Lab::build(2, "", &[1]);
     wait_for("the plugin-less server to be listed", WITHIN, || {
         try_isis2is(&lab.dbs[0])
             .ok()?
@@ -597,17 +582,130 @@ fn a_server_without_the_plugin_is_owned_through_probe_servers() {
             })
             .then_some(())
     });
-    lab.gcsctl_ok(
-        0,
-        &["pool", "init", "app", "--primary", &p, "--secondary", &s],
-    );
-    lab.wait_state("app", 0, "ACTIVE", &[0, 1, 2]);
+    let (mut lab, sampler) = lab.with_pool(0);
     lab.wait_state("app", 1, "STANDBY", &[0, 1, 2]);
     lab.dbs[0].kill9();
     lab.wait_state("app", 1, "ACTIVE", &[0, 1, 2]);
     wait_for("the plugin-less server to be writable", WITHIN, || {
         lab.app_insert(1).ok()
     });
+    let (_, double) = sampler.finish();
+    assert!(
+        double.is_empty(),
+        "two writable pool members at: {double:?}"
+    );
+}
+
+/// A pool of three: the third server replicates from the PRIMARY; after the PRIMARY's crash
+/// the SECONDARY takes over (priority order), and the third, still replicating from the dead
+/// server, is judged against the new ACTIVE and fails; re-pointed and recovered, it is a STANDBY
+/// again. Then MPP's manual mode: `pause`, `set` of a status and of the ACTIVE, `resume`.
+#[test]
+fn a_three_server_pool_and_manual_verdicts() {
+    let _turn = one_at_a_time();
+    let (mut lab, sampler) = Lab::start(3).with_pool(0);
+    let (p, s, t) = (lab.addr(0), lab.addr(1), lab.addr(2));
+    lab.gcsctl_ok(0, &["pool", "set", "app", &format!("members={p},{s},{t}")]);
+    lab.wait_state("app", 2, "STANDBY", &[0, 1, 2]);
+
+    lab.dbs[0].kill9();
+    lab.wait_state("app", 1, "ACTIVE", &[0, 1, 2]);
+    wait_for("the SECONDARY to be writable", WITHIN, || {
+        lab.app_insert(1).ok()
+    });
+    lab.wait_state("app", 2, "FAILED_ONLINE", &[0, 1, 2]);
+    let report = lab.gcsctl_ok(0, &["report", &t]);
+    assert!(
+        report.contains(&format!("not from the ACTIVE {s}")),
+        "{report}"
+    );
+    lab.dbs[2].sql("STOP SLAVE; RESET SLAVE ALL").unwrap();
+    lab.replicate(2, 1);
+    lab.gcsctl_ok(0, &["recover", &t]);
+    lab.wait_state("app", 2, "STANDBY", &[0, 1, 2]);
+
+    // Manual mode.
+    let out = lab.gcsctl(1, &["set", &t, "--pool", "app", "--state", "ACTIVE"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not paused"));
+    lab.gcsctl_ok(1, &["pause", "app"]);
+    let out = lab.gcsctl(1, &["pause", "app"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("paused already"));
+    lab.gcsctl_ok(2, &["set", &t, "--pool", "app", "--status", "OK_WARN"]);
+    let list = lab.gcsctl_ok(0, &["list", "app"]);
+    assert!(list.contains("PAUSED"), "{list}");
+    assert!(
+        list.lines()
+            .any(|l| l.contains(&t) && l.contains("OK_WARN")),
+        "{list}"
+    );
+    lab.gcsctl_ok(2, &["set", &t, "--pool", "app", "--state", "ACTIVE"]);
+    lab.wait_state("app", 1, "STANDBY", &[0, 1, 2]);
+    wait_for("the third server to be writable", WITHIN, || {
+        lab.app_insert(2).ok()
+    });
+    assert!(lab.read_only(1), "the demoted ACTIVE is fenced");
+    lab.gcsctl_ok(0, &["resume", "app"]);
+    let list = lab.gcsctl_ok(0, &["list", "app"]);
+    assert!(!list.contains("PAUSED"), "{list}");
+    let history = lab.gcsctl_ok(0, &["history", "app"]);
+    assert!(history.contains("Manually set to ACTIVE."), "{history}");
+    let (_, double) = sampler.finish();
+    assert!(
+        double.is_empty(),
+        "two writable pool members at: {double:?}"
+    );
+}
+
+/// A planned handover to a server that cannot catch up (it applies with an hour's delay): it is
+/// ACTIVE in the committed state but stays read-only (writes wait rather than get lost); with
+/// `hostile_takeover=on` it takes writes after `catch_up_timeout_ms`.
+#[test]
+fn a_handover_target_that_cannot_catch_up_and_hostile_takeover() {
+    let _turn = one_at_a_time();
+    let (lab, sampler) = Lab::start(2).with_pool(0);
+    let s = lab.addr(1);
+    lab.gcsctl_ok(0, &["pool", "set", "app", "catch_up_timeout_ms=300"]);
+    lab.dbs[1]
+        .sql("STOP SLAVE; CHANGE MASTER TO MASTER_DELAY = 3600; START SLAVE")
+        .unwrap();
+    lab.app_insert(0).unwrap();
+    // The command commits the handover; gcsctl would wait for read_only=OFF, so use the API.
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut resp = agent
+        .post(&format!("http://{}/pools", lab.gcsds[0].admin))
+        .header("content-type", "application/json")
+        .send(format!(r#"{{"op":"switchover","pool":"app","to":"{s}"}}"#))
+        .unwrap();
+    assert_eq!(
+        resp.status().as_u16(),
+        200,
+        "{}",
+        resp.body_mut().read_to_string().unwrap()
+    );
+    lab.wait_state("app", 1, "ACTIVE", &[0, 1, 2]);
+    std::thread::sleep(Duration::from_millis(1000));
+    assert!(
+        lab.read_only(1),
+        "a target that did not catch up stays read-only"
+    );
+    assert!(lab.read_only(0), "the old ACTIVE was fenced");
+    let log = lab.gcsds[1].log();
+    assert!(
+        log.contains("did not catch up with its predecessor"),
+        "{log}"
+    );
+    lab.gcsctl_ok(0, &["pool", "set", "app", "hostile_takeover=on"]);
+    wait_for("the target to take writes", WITHIN, || {
+        lab.app_insert(1).ok()
+    });
+    let (_, double) = sampler.finish();
+    assert!(
+        double.is_empty(),
+        "two writable pool members at: {double:?}"
+    );
 }
 
 /// Broken replication on the SECONDARY: FAILED_ONLINE, never promoted; a pool of one, an
@@ -828,21 +926,9 @@ fn failover_benchmark() {
         .ok()
         .and_then(|t| t.parse().ok())
         .unwrap_or(20);
-    let mut lab = Lab::start_with(3, "kill_hung = true");
-    lab.replicate(1, 0);
-    lab.replicate(0, 1);
-    lab.replicate(2, 0);
+    let (mut lab, sampler) = Lab::start_with(3, "kill_hung = true").with_pool(0);
     let (p, s) = (lab.addr(0), lab.addr(1));
     let (pp, sp) = (lab.dbs[0].port, lab.dbs[1].port);
-    lab.gcsctl_ok(
-        0,
-        &["pool", "init", "app", "--primary", &p, "--secondary", &s],
-    );
-    lab.wait_state("app", 0, "ACTIVE", &[0, 1, 2]);
-    wait_for("the ACTIVE to be writable", WITHIN, || {
-        (!lab.read_only(0)).then_some(())
-    });
-    let sampler = Sampler::start(vec![pp, sp]);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("writes");
     let mut writer = Command::new(std::env::current_exe().unwrap())

@@ -159,9 +159,11 @@ impl Probes {
     }
 
     fn want(&self, server: &ServerKey) -> Option<Want> {
+        let state = self.group.state();
         fence::desired(
-            &self.group.state().pools,
+            &state.pools,
             server,
+            &|k| state.seen(k),
             Some(self.group.lease_age()),
             self.group.config().fence_after(),
         )

@@ -53,11 +53,21 @@ fn standing(seen: Seen<'_>) -> Standing {
 /// report. One that no gcsd has ever seen cannot be fenced by the group and does not hold the
 /// others up: it is fenced when it first appears (see the README on `read_only=ON` in every
 /// pool member's configuration).
-fn unable_to_write(seen: Seen<'_>) -> bool {
-    match seen.health {
-        _ if seen.cut_off => true,
-        None => !seen.registered,
-        Some(h) => h.gone || h.read_only == Some(true),
+impl Seen<'_> {
+    /// Its last probe found it writable, and nothing since says it cannot write.
+    pub fn known_writable(&self) -> bool {
+        !self.cut_off
+            && self
+                .health
+                .is_some_and(|h| !h.gone && h.read_only == Some(false))
+    }
+
+    pub fn unable_to_write(&self) -> bool {
+        match self.health {
+            _ if self.cut_off => true,
+            None => !self.registered,
+            Some(h) => h.gone || h.read_only == Some(true),
+        }
     }
 }
 
@@ -173,7 +183,7 @@ fn promote<'a>(pool: &mut Pool, standings: &[Standing], seen: &dyn Fn(&ServerKey
             .members
             .iter()
             .enumerate()
-            .filter(|(i, m)| *i != c && !unable_to_write(seen(&m.server)))
+            .filter(|(i, m)| *i != c && !seen(&m.server).unable_to_write())
             .map(|(_, m)| addr(&m.server))
             .collect();
         if !writable.is_empty() {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use proto::{PoolState, ServerKey};
 
-use crate::Pools;
+use crate::{Pools, Seen};
 
 /// What `read_only` a server should have, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,15 +23,16 @@ pub enum Want {
 }
 
 /// The `read_only` that `server` should have: `None` when no pool with fencing on includes it
-/// (then it is left alone).
+/// (then it is left alone). `seen` tells what the group knows about each server.
 ///
 /// `no_quorum_for` is how long this member has been unable to commit (none while it can).
 /// Past `fence_after` every server is made read-only whatever the last committed state said:
 /// that is the lease that lets the majority promote another server once it has committed
 /// this member as down (after `member_timeout`, which the configuration keeps longer).
-pub fn desired(
+pub fn desired<'a>(
     pools: &Pools,
     server: &ServerKey,
+    seen: &dyn Fn(&ServerKey) -> Seen<'a>,
     no_quorum_for: Option<Duration>,
     fence_after: Duration,
 ) -> Option<Want> {
@@ -49,6 +50,19 @@ pub fn desired(
             // ACTIVE in one pool but not in another: the other pool's ACTIVE may take writes,
             // so this one must not.
             return Some(Want::ReadOnly("not the ACTIVE of its pool"));
+        }
+        // The leader promotes only when the others are confirmed unable to write. An ACTIVE
+        // also steps back while another member is known writable (after an operator's `set`,
+        // or a member restarted without `read_only=ON`) until that one's gcsd has fenced it.
+        // A member not probed yet (just added to the pool) does not stop a running ACTIVE.
+        if pool
+            .members
+            .iter()
+            .any(|m| &m.server != server && seen(&m.server).known_writable())
+        {
+            return Some(Want::ReadOnly(
+                "another member of its pool may still be writable",
+            ));
         }
         writable = Some(Want::Writable {
             pool: name.to_owned(),

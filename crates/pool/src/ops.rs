@@ -352,6 +352,11 @@ impl Pools {
                 found
             }
         };
+        // The operator says the server is fixed: its old failures no longer count, and its
+        // next probe tells how it is (MPP reset the counter too).
+        for (_, server) in &chosen {
+            self.health.remove(server);
+        }
         for (name, server) in chosen {
             let mut next = self.pools[&name].clone();
             if let Some(i) = next.position(&server) {
@@ -567,7 +572,8 @@ fn configure(pool: &mut Pool, change: &SettingChange) -> Result<(), String> {
 }
 
 /// The first half of a planned handover: the ACTIVE stands down (its gcsd fences it) and the
-/// target is named; [`crate::decide`] completes it once the old ACTIVE is confirmed read-only.
+/// target is named; the leader's decision (`decide`) completes it once the old ACTIVE is
+/// confirmed read-only.
 /// Both halves are single committed transitions, so there is never a moment with two ACTIVE
 /// (MPP's `--activate-primary` left two for a whole cycle: D-7a).
 pub(crate) fn start_handover(

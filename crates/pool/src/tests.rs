@@ -513,6 +513,7 @@ fn d1_operator_commands_and_decisions_are_ordered_by_the_log() {
     let (mut pools, name) = pool_of(&[A, FOFF]);
     let before = pools.pools[&name].clone();
     let decision = step(&before, &[Obs::Warn, Obs::Gone]);
+    pools.health.insert(db(2), health(Obs::Gone).unwrap());
     pools
         .apply(&PoolCommand::Recover {
             target: RecoverTarget::Server(db(2)),
@@ -520,6 +521,10 @@ fn d1_operator_commands_and_decisions_are_ordered_by_the_log() {
         })
         .unwrap();
     assert_eq!(pools.pools[&name].members[1].state, U);
+    assert!(
+        !pools.health.contains_key(&db(2)),
+        "recover forgets the old failures; the next probe tells"
+    );
     let err = pools
         .apply(&PoolCommand::Decided {
             name: name.clone(),
@@ -777,29 +782,53 @@ fn lease_fencing_duty() {
     pools.pools.get_mut(&name).unwrap().epoch = 3;
     let lease = std::time::Duration::from_millis(500);
     let ms = std::time::Duration::from_millis;
+    let fenced = health(Obs::Ro);
+    let writable = health(Obs::Rw);
+    let all_fenced = |_: &ServerKey| Seen {
+        health: fenced.as_ref(),
+        cut_off: false,
+        registered: true,
+    };
+    let desired = |pools: &Pools, server: usize, no_quorum| {
+        fence::desired(pools, &db(server), &all_fenced, no_quorum, lease)
+    };
     assert!(matches!(
-        fence::desired(&pools, &db(1), None, lease),
+        desired(&pools, 1, None),
         Some(Want::Writable { epoch: 3, .. })
     ));
     assert!(matches!(
-        fence::desired(&pools, &db(1), Some(ms(499)), lease),
+        desired(&pools, 1, Some(ms(499))),
         Some(Want::Writable { .. })
     ));
     assert!(matches!(
-        fence::desired(&pools, &db(1), Some(ms(500)), lease),
+        desired(&pools, 1, Some(ms(500))),
         Some(Want::ReadOnly(_))
     ));
-    assert!(matches!(
-        fence::desired(&pools, &db(2), None, lease),
-        Some(Want::ReadOnly(_))
-    ));
+    assert!(matches!(desired(&pools, 2, None), Some(Want::ReadOnly(_))));
     assert_eq!(
-        fence::desired(&pools, &db(7), Some(ms(900)), lease),
+        desired(&pools, 7, Some(ms(900))),
         None,
         "not in a pool: left alone"
     );
+    // The ACTIVE stays read-only while another member may be writable (after an operator's
+    // `set`, or a member restarted writable) until that one's gcsd has fenced it.
+    let other_writable = |k: &ServerKey| Seen {
+        health: if *k == db(2) {
+            writable.as_ref()
+        } else {
+            fenced.as_ref()
+        },
+        cut_off: false,
+        registered: true,
+    };
+    assert_eq!(
+        fence::desired(&pools, &db(1), &other_writable, None, lease),
+        Some(Want::ReadOnly(
+            "another member of its pool may still be writable"
+        ))
+    );
     pools.pools.get_mut(&name).unwrap().settings.fencing = false;
-    assert_eq!(fence::desired(&pools, &db(2), None, lease), None);
+    assert_eq!(desired(&pools, 2, None), None);
     use CatchUp::*;
     assert_eq!(fence::catch_up(true, ms(0), ms(10), false), Unfence);
     assert_eq!(fence::catch_up(false, ms(5), ms(10), false), Wait);

@@ -6,9 +6,9 @@ use std::fmt;
 use thiserror::Error;
 
 use crate::errno::Errno;
-use crate::serverlist::SERVERLIST_VERSION;
 use crate::vocabulary::{
     as_token, split_tokens, strip_terminator, Role, ServerKey, Status, MAX_TOKEN,
+    SERVERLIST_VERSION,
 };
 
 /// A command word; knows its syntax line, which every error message quotes.

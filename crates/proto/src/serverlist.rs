@@ -6,13 +6,10 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use crate::errno::Errno;
 use crate::mpp::{Health, PoolState, PoolType};
 use crate::reply::Reply;
+pub use crate::vocabulary::SERVERLIST_VERSION;
 use crate::vocabulary::{
     as_token, split_str_tokens, strip_str_terminator, ParseError, Role, ServerKey, Status,
 };
-
-/// The newest serverlist version: 1 is Isis2's seven fields; 2 adds the server's verdicts in
-/// one pool (one row per server and pool).
-pub const SERVERLIST_VERSION: u32 = 2;
 
 /// The text of the reply to `subscribe`/`serverlist` with a version, naming the version served.
 pub fn version_reply_text(version: u32) -> String {

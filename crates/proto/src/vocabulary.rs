@@ -12,6 +12,10 @@ pub const MAX_TOKEN: usize = 255;
 /// Longest member name (`<member>` in the serverlist, `ISIS2_MEMBER` in the table).
 pub const MAX_MEMBER_NAME: usize = 64;
 
+/// The newest serverlist version: 1 is Isis2's seven fields; 2 adds the server's verdicts in
+/// one pool (one row per server and pool).
+pub const SERVERLIST_VERSION: u32 = 2;
+
 /// Whether `text` is usable as a parameter token: 1 to [`MAX_TOKEN`] printable ASCII characters
 /// without spaces.
 pub fn is_token(text: &str) -> bool {
