@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use common::gcsd::netns::Net;
 use common::gcsd::{gcsd_binary, start_group, wait_for, Gcsd};
 use common::isis2is::*;
 use common::mariadb::MariaDb;
@@ -43,11 +44,14 @@ CREATE TABLE app.t (id INT AUTO_INCREMENT PRIMARY KEY, server INT NOT NULL);
 GRANT INSERT, SELECT ON app.* TO 'app'@'127.0.0.1';
 ";
 
-/// Three gcsd and `n` servers, server i registered through gcsd i (mod 3).
+/// Three gcsd and `n` servers, server i registered through gcsd i (mod 3); on loopback, or
+/// each gcsd and its servers in a network namespace of their own (`net`).
 pub struct Lab {
     pub dbs: Vec<MariaDb>,
     pub gcsds: Vec<Gcsd>,
     _secrets: tempfile::TempDir,
+    /// Torn down last, once the processes in it are gone.
+    pub net: Option<Net>,
 }
 
 impl Lab {
@@ -64,33 +68,75 @@ impl Lab {
     /// `without_plugin`, listed in that gcsd's `[probe] servers`. `probe` is appended to every
     /// gcsd's `[probe]` section.
     pub fn build(n: usize, probe: &str, without_plugin: &[usize]) -> Lab {
+        Lab::assemble(n, probe, without_plugin, None)
+    }
+
+    /// Three hosts as network namespaces (`tag` names them), gcsd i and server i in host i.
+    pub fn in_netns(n: usize, tag: char) -> Lab {
+        Lab::assemble(n, "", &[], Some(Net::new(tag)))
+    }
+
+    fn assemble(n: usize, probe: &str, without_plugin: &[usize], net: Option<Net>) -> Lab {
         use std::os::unix::fs::PermissionsExt;
         let secrets = tempfile::tempdir().unwrap();
         let pw = secrets.path().join("probe.password");
         std::fs::write(&pw, format!("{PROBE_PASSWORD}\n")).unwrap();
         std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let dbs: Vec<MariaDb> = (0..n).map(|_| MariaDb::new()).collect();
+        let host = |i: usize| {
+            net.as_ref()
+                .map_or("127.0.0.1".to_owned(), |n| n.ips[i % 3].clone())
+        };
+        let dbs: Vec<MariaDb> = (0..n)
+            .map(|i| match &net {
+                None => MariaDb::new(),
+                Some(net) => MariaDb::new()
+                    .with_wrapper(&["ip", "netns", "exec", &net.namespaces[i % 3]])
+                    .listening_on(&host(i)),
+            })
+            .collect();
         let owned = |id: u64| -> Vec<String> {
             without_plugin
                 .iter()
                 .filter(|&&i| (i % 3) as u64 + 1 == id)
-                .map(|&i| format!("\"127.0.0.1:{}\"", dbs[i].port))
+                .map(|&i| format!("\"{}:{}\"", host(i), dbs[i].port))
                 .collect()
         };
-        let gcsds = start_group(3, |g| {
+        let configure = |g: Gcsd| {
             let servers = owned(g.id).join(", ");
             g.with_config(&format!(
                 "[probe]\nuser = \"gcsd_probe\"\npassword_file = {pw:?}\nservers = [{servers}]\n{probe}\n"
             ))
-        });
+        };
+        let gcsds = match &net {
+            None => start_group(3, configure),
+            Some(net) => {
+                let mut members =
+                    vec![configure(Gcsd::in_netns(1, &net.namespaces[0], &net.ips[0])).start()];
+                for i in 1..3 {
+                    let m = Gcsd::in_netns(i as u64 + 1, &net.namespaces[i], &net.ips[i])
+                        .joining(&members[0]);
+                    members.push(configure(m).start());
+                }
+                wait_for("3 voters and a leader at every member", WITHIN * 2, || {
+                    members
+                        .iter()
+                        .all(|m| m.voters() == 3 && m.leader().is_some())
+                        .then_some(())
+                });
+                members
+            }
+        };
         let dbs: Vec<MariaDb> = dbs
             .into_iter()
             .enumerate()
             .map(|(i, db)| {
+                let g = &gcsds[i % 3];
                 let db = if without_plugin.contains(&i) {
                     db
                 } else {
-                    with_plugin(db, gcsds[i % 3].plugin.port())
+                    with_plugin(db, g.plugin.port())
+                        .with_option(format!("--isis2d-daemon-host={}", g.plugin.ip()))
+                        .with_option(format!("--isis2d-mysql-host={}", host(i)))
                 };
                 db.with_option(format!("--server-id={}", i + 1))
                     .with_option("--log-bin=binlog")
@@ -103,13 +149,20 @@ impl Lab {
                     .start()
             })
             .collect();
+        // On loopback every client comes from 127.0.0.1; between hosts, from anywhere.
+        let setup = if net.is_some() {
+            SETUP_SQL.replace("@'127.0.0.1'", "@'%'")
+        } else {
+            SETUP_SQL.to_owned()
+        };
         for db in &dbs {
-            db.sql(SETUP_SQL).unwrap();
+            db.sql(&setup).unwrap();
         }
         Lab {
             dbs,
             gcsds,
             _secrets: secrets,
+            net,
         }
     }
 
@@ -122,7 +175,7 @@ impl Lab {
         for i in 2..self.dbs.len() {
             self.replicate(i, 0);
         }
-        let sampler = Sampler::start(vec![self.dbs[0].port, self.dbs[1].port]);
+        let sampler = Sampler::start(vec![self.endpoint(0), self.endpoint(1)]);
         let (p, s) = (self.addr(0), self.addr(1));
         self.gcsctl_ok(
             via,
@@ -139,16 +192,21 @@ impl Lab {
     pub fn replicate(&self, replica: usize, source: usize) {
         self.dbs[replica]
             .sql(&format!(
-                "CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={}, MASTER_USER='repl', \
+                "CHANGE MASTER TO MASTER_HOST='{}', MASTER_PORT={}, MASTER_USER='repl', \
                  MASTER_PASSWORD='repl-secret', MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1; \
                  START SLAVE",
-                self.dbs[source].port
+                self.dbs[source].host, self.dbs[source].port
             ))
             .unwrap();
     }
 
     pub fn addr(&self, i: usize) -> String {
-        format!("127.0.0.1:{}", self.dbs[i].port)
+        format!("{}:{}", self.dbs[i].host, self.dbs[i].port)
+    }
+
+    /// Where server `i` listens: (host, port).
+    pub fn endpoint(&self, i: usize) -> (String, u16) {
+        (self.dbs[i].host.clone(), self.dbs[i].port)
     }
 
     pub fn gcsctl(&self, member: usize, args: &[&str]) -> Output {
@@ -243,7 +301,7 @@ pub struct Sampler {
 }
 
 impl Sampler {
-    pub fn start(ports: Vec<u16>) -> Sampler {
+    pub fn start(servers: Vec<(String, u16)>) -> Sampler {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::spawn(move || {
@@ -251,7 +309,7 @@ impl Sampler {
                 .enable_all()
                 .build()
                 .unwrap();
-            rt.block_on(sample(ports, flag))
+            rt.block_on(sample(servers, flag))
         });
         Sampler {
             stop,
@@ -266,12 +324,12 @@ impl Sampler {
     }
 }
 
-async fn sample(ports: Vec<u16>, stop: Arc<AtomicBool>) -> (u64, Vec<String>) {
+async fn sample(servers: Vec<(String, u16)>, stop: Arc<AtomicBool>) -> (u64, Vec<String>) {
     use mysql_async::prelude::Queryable;
-    let opts = |port: u16| {
+    let opts = |(host, port): &(String, u16)| {
         mysql_async::OptsBuilder::default()
-            .ip_or_hostname("127.0.0.1")
-            .tcp_port(port)
+            .ip_or_hostname(host.clone())
+            .tcp_port(*port)
             .user(Some("app"))
             .pass(Some(APP_PASSWORD))
             .prefer_socket(false)
@@ -279,16 +337,16 @@ async fn sample(ports: Vec<u16>, stop: Arc<AtomicBool>) -> (u64, Vec<String>) {
             .wait_timeout(Some(60))
     };
     let bound = Duration::from_millis(30);
-    let mut conns: Vec<Option<mysql_async::Conn>> = ports.iter().map(|_| None).collect();
+    let mut conns: Vec<Option<mysql_async::Conn>> = servers.iter().map(|_| None).collect();
     let started = Instant::now();
     let mut samples = 0;
     let mut double = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         let mut writable = Vec::new();
-        for (i, port) in ports.iter().enumerate() {
+        for (i, server) in servers.iter().enumerate() {
             if conns[i].is_none() {
                 if let Ok(Ok(c)) =
-                    tokio::time::timeout(bound, mysql_async::Conn::new(opts(*port))).await
+                    tokio::time::timeout(bound, mysql_async::Conn::new(opts(server))).await
                 {
                     conns[i] = Some(c);
                 }
@@ -302,7 +360,7 @@ async fn sample(ports: Vec<u16>, stop: Arc<AtomicBool>) -> (u64, Vec<String>) {
             )
             .await
             {
-                Ok(Ok(Some(0))) => writable.push(*port),
+                Ok(Ok(Some(0))) => writable.push(server.1),
                 Ok(Ok(_)) => {}
                 _ => conns[i] = None,
             }
@@ -708,6 +766,48 @@ fn a_handover_target_that_cannot_catch_up_and_hostile_takeover() {
     );
 }
 
+/// Hosts as network namespaces. Isolating the ACTIVE's host (cut off from the other two; the
+/// test still reaches it): its gcsd loses the quorum and fences its server by itself after
+/// `fence_after_ms`; the majority commits that gcsd down after `member_timeout_ms`, and only
+/// then promotes the SECONDARY. After healing there is one ACTIVE, and the old one is FAILED
+/// until recovered. Never two writable.
+#[test]
+fn isolated_active_host_fences_itself_and_the_majority_takes_over() {
+    let _turn = one_at_a_time();
+    let (mut lab, sampler) = Lab::in_netns(2, 'i').with_pool(1);
+    let isolated = Instant::now();
+    lab.net.as_mut().expect("in namespaces").isolate(0);
+    wait_for("the isolated ACTIVE to fence itself", WITHIN, || {
+        lab.read_only(0).then_some(())
+    });
+    let fenced_after = isolated.elapsed();
+    wait_for("the SECONDARY to take writes", WITHIN, || {
+        lab.app_insert(1).ok()
+    });
+    let took = isolated.elapsed();
+    eprintln!(
+        "isolation: the old ACTIVE fenced itself after {fenced_after:?}; first write on the new ACTIVE after {took:?}"
+    );
+    lab.wait_state("app", 1, "ACTIVE", &[1, 2]);
+    lab.wait_state("app", 0, "FAILED_OFFLINE", &[1, 2]);
+
+    lab.net.as_mut().expect("in namespaces").heal();
+    lab.wait_state("app", 1, "ACTIVE", &[0, 1, 2]);
+    wait_for("the old ACTIVE to report recovery", WITHIN, || {
+        lab.gcsctl_ok(0, &["report", &lab.addr(0)])
+            .contains("FAILED PRIMARY server is reporting recovery")
+            .then_some(())
+    });
+    assert!(lab.read_only(0), "the old ACTIVE stays fenced");
+    lab.app_insert(1)
+        .expect("the new ACTIVE keeps taking writes");
+    let (_, double) = sampler.finish();
+    assert!(
+        double.is_empty(),
+        "two writable pool members at: {double:?}"
+    );
+}
+
 /// Broken replication on the SECONDARY: FAILED_ONLINE, never promoted; a pool of one, an
 /// unknown server, duplicate members, `set` while not paused: each one clear error.
 #[test]
@@ -768,16 +868,16 @@ fn unix_micros() -> u64 {
         .as_micros() as u64
 }
 
-/// The benchmark's writer, run as a separate process by `failover_benchmark`: as the
-/// application user, an INSERT on every port in `GCS_BENCH_WRITER_PORTS` every 5 ms, each
-/// success appended to `GCS_BENCH_WRITER_OUT` as `<port> <unix microseconds>`.
+/// The benchmarks' writer, run as a separate process ([`Writer`]): as the application user, an
+/// INSERT on every `host:port` in `GCS_BENCH_WRITER_SERVERS` every 5 ms, each success appended
+/// to `GCS_BENCH_WRITER_OUT` as `<port> <unix microseconds>`.
 #[test]
 #[ignore = "the failover benchmark's writer process"]
 fn bench_writer_process() {
     use mysql_async::prelude::Queryable;
     use std::io::Write;
-    let (Ok(ports), Ok(out)) = (
-        std::env::var("GCS_BENCH_WRITER_PORTS"),
+    let (Ok(servers), Ok(out)) = (
+        std::env::var("GCS_BENCH_WRITER_SERVERS"),
         std::env::var("GCS_BENCH_WRITER_OUT"),
     ) else {
         return;
@@ -795,11 +895,13 @@ fn bench_writer_process() {
                 .unwrap(),
         ));
         let mut tasks = Vec::new();
-        for port in ports.split(',').map(|p| p.parse::<u16>().unwrap()) {
+        for server in servers.split(',') {
+            let (host, port) = server.rsplit_once(':').unwrap();
+            let (host, port) = (host.to_owned(), port.parse::<u16>().unwrap());
             let file = file.clone();
             tasks.push(tokio::spawn(async move {
                 let opts = mysql_async::OptsBuilder::default()
-                    .ip_or_hostname("127.0.0.1")
+                    .ip_or_hostname(host)
                     .tcp_port(port)
                     .user(Some("app"))
                     .pass(Some(APP_PASSWORD))
@@ -838,37 +940,79 @@ fn bench_writer_process() {
     });
 }
 
-/// The writer's successes: (port, unix microseconds).
-fn writes(path: &std::path::Path) -> Vec<(u16, u64)> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| {
-            let (p, t) = l.split_once(' ')?;
-            Some((p.parse().ok()?, t.parse().ok()?))
+/// The writer process and what it wrote.
+struct Writer {
+    child: std::process::Child,
+    out: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Writer {
+    /// Starts writing to `servers`; returns once the first of them took a write.
+    fn start(servers: &[(String, u16)]) -> Writer {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("writes");
+        let list: Vec<String> = servers.iter().map(|(h, p)| format!("{h}:{p}")).collect();
+        let child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "bench_writer_process",
+                "--ignored",
+                "--nocapture",
+            ])
+            .env("GCS_BENCH_WRITER_SERVERS", list.join(","))
+            .env("GCS_BENCH_WRITER_OUT", &out)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let writer = Writer {
+            child,
+            out,
+            _dir: dir,
+        };
+        writer.first(servers[0].1, 0);
+        writer
+    }
+
+    /// The successes so far: (port, unix microseconds).
+    fn writes(&self) -> Vec<(u16, u64)> {
+        std::fs::read_to_string(&self.out)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| {
+                let (p, t) = l.split_once(' ')?;
+                Some((p.parse().ok()?, t.parse().ok()?))
+            })
+            .collect()
+    }
+
+    /// The first write on `port` after `since`, waiting up to `WITHIN`.
+    fn first(&self, port: u16, since: u64) -> u64 {
+        wait_for(&format!("a write on port {port}"), WITHIN, || {
+            self.writes()
+                .into_iter()
+                .filter(|&(p, t)| p == port && t > since)
+                .map(|(_, t)| t)
+                .min()
         })
-        .collect()
-}
+    }
 
-/// The first write on `port` after `since`, waiting up to `WITHIN`.
-fn first_write(path: &std::path::Path, port: u16, since: u64) -> u64 {
-    wait_for(&format!("a write on port {port}"), WITHIN, || {
-        writes(path)
+    /// The last write on `port` before `until`.
+    fn last(&self, port: u16, until: u64) -> u64 {
+        self.writes()
             .into_iter()
-            .filter(|&(p, t)| p == port && t > since)
+            .filter(|&(p, t)| p == port && t < until)
             .map(|(_, t)| t)
-            .min()
-    })
+            .max()
+            .unwrap_or(until)
+    }
 }
 
-/// The last write on `port` before `until`.
-fn last_write(path: &std::path::Path, port: u16, until: u64) -> u64 {
-    writes(path)
-        .into_iter()
-        .filter(|&(p, t)| p == port && t < until)
-        .map(|(_, t)| t)
-        .max()
-        .unwrap_or(until)
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
 }
 
 /// Polls `port`'s ISIS2IS every 2 ms until server `dead` shows as `off`; returns when.
@@ -929,21 +1073,7 @@ fn failover_benchmark() {
     let (mut lab, sampler) = Lab::start_with(3, "kill_hung = true").with_pool(0);
     let (p, s) = (lab.addr(0), lab.addr(1));
     let (pp, sp) = (lab.dbs[0].port, lab.dbs[1].port);
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("writes");
-    let mut writer = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "bench_writer_process",
-            "--ignored",
-            "--nocapture",
-        ])
-        .env("GCS_BENCH_WRITER_PORTS", format!("{pp},{sp}"))
-        .env("GCS_BENCH_WRITER_OUT", &out)
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    first_write(&out, pp, 0);
+    let writer = Writer::start(&[lab.endpoint(0), lab.endpoint(1)]);
     let mut failover = vec![];
     let mut off_at_s = vec![];
     let mut off_at_r = vec![];
@@ -960,7 +1090,7 @@ fn failover_benchmark() {
         let off_r = std::thread::spawn(move || off_seen(db2, pp));
         let off_s = off_seen(db1, pp);
         let off_r = off_r.join().unwrap();
-        let first = first_write(&out, sp, fault);
+        let first = writer.first(sp, fault);
         failover.push(ms(fault, first));
         off_at_s.push(ms(fault, off_s));
         off_at_r.push(ms(fault, off_r));
@@ -971,9 +1101,9 @@ fn failover_benchmark() {
         });
         let recovered = unix_micros();
         lab.gcsctl_ok(1, &["recover", &p]);
-        let back = first_write(&out, pp, recovered);
+        let back = writer.first(pp, recovered);
         reinstate.push(ms(recovered, back));
-        reinstate_gap.push(ms(last_write(&out, sp, back), back));
+        reinstate_gap.push(ms(writer.last(sp, back), back));
         // switchover to the SECONDARY and activate-primary back: the gap in writes. First the
         // SECONDARY's replication from the restarted PRIMARY must be running again (its IO
         // thread retries once a second): a switchover waits for the target to catch up, and
@@ -984,12 +1114,12 @@ fn failover_benchmark() {
         });
         let asked = unix_micros();
         lab.gcsctl_ok(2, &["switchover", "app", "--to", &s]);
-        let on_s = first_write(&out, sp, asked);
-        switch_gap.push(ms(last_write(&out, pp, on_s), on_s));
+        let on_s = writer.first(sp, asked);
+        switch_gap.push(ms(writer.last(pp, on_s), on_s));
         let asked = unix_micros();
         lab.gcsctl_ok(2, &["activate-primary", "app"]);
-        let on_p = first_write(&out, pp, asked);
-        switch_gap.push(ms(last_write(&out, sp, on_p), on_p));
+        let on_p = writer.first(pp, asked);
+        switch_gap.push(ms(writer.last(sp, on_p), on_p));
         let gaps = &switch_gap[switch_gap.len() - 2..];
         if gaps.iter().any(|&g| g > 200.0) {
             eprintln!("trial {trial}: switchover gaps {gaps:?} ms; what the members logged:");
@@ -1018,7 +1148,7 @@ fn failover_benchmark() {
         });
         let fault = unix_micros();
         signal(&lab.dbs[0], libc::SIGSTOP);
-        hung.push(ms(fault, first_write(&out, sp, fault)));
+        hung.push(ms(fault, writer.first(sp, fault)));
         lab.dbs[0].kill9();
         lab.dbs[0].launch();
         wait_for("the PRIMARY to probe healthy", WITHIN, || {
@@ -1026,14 +1156,13 @@ fn failover_benchmark() {
         });
         let recovered = unix_micros();
         lab.gcsctl_ok(1, &["recover", &p]);
-        first_write(&out, pp, recovered);
+        writer.first(pp, recovered);
         eprintln!(
             "trial {trial}: SIGSTOP {:.0} ms, failover {:.0} ms, off {:.0}/{:.0} ms, reinstatement {:.0} ms (gap {:.0} ms)",
             hung[trial], failover[trial], off_at_s[trial], off_at_r[trial], reinstate[trial], reinstate_gap[trial]
         );
     }
-    writer.kill().ok();
-    writer.wait().ok();
+    drop(writer);
     let (samples, double) = sampler.finish();
     println!("| figure | trials | p50 | p99 | max |");
     println!("|---|---|---|---|---|");
@@ -1168,4 +1297,66 @@ fn at_rest(lab: &Lab) {
             (cpu(lab.gcsds[m].pid()) - cpu0) / secs * 100.0
         );
     }
+}
+
+/// Host isolation, `BENCH_TRIALS` times (20): the ACTIVE's network namespace is cut off from the
+/// other hosts (the writer and the sampler still reach it); the time until the writer's first
+/// committed insert on the new ACTIVE, and until the isolated server fenced itself. Then heal,
+/// `recover`, reinstatement, and the next trial.
+#[test]
+#[ignore = "a benchmark: bench/failover.sh"]
+fn isolation_benchmark() {
+    let _turn = one_at_a_time();
+    let trials: usize = std::env::var("BENCH_TRIALS")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(20);
+    let (mut lab, sampler) = Lab::in_netns(2, 'b').with_pool(0);
+    let p = lab.addr(0);
+    let (pp, sp) = (lab.dbs[0].port, lab.dbs[1].port);
+    let writer = Writer::start(&[lab.endpoint(0), lab.endpoint(1)]);
+    let ms = |a: u64, b: u64| (b.saturating_sub(a)) as f64 / 1000.0;
+    let (mut takeover, mut fenced) = (vec![], vec![]);
+    for trial in 0..trials {
+        let fault = unix_micros();
+        lab.net.as_mut().expect("in namespaces").isolate(0);
+        wait_for("the isolated ACTIVE to fence itself", WITHIN, || {
+            lab.read_only(0).then_some(())
+        });
+        fenced.push(ms(fault, unix_micros()));
+        takeover.push(ms(fault, writer.first(sp, fault)));
+        lab.net.as_mut().expect("in namespaces").heal();
+        wait_for("the old ACTIVE to report recovery", WITHIN, || {
+            lab.gcsctl_ok(1, &["report", &p])
+                .contains("reporting recovery")
+                .then_some(())
+        });
+        let recovered = unix_micros();
+        lab.gcsctl_ok(1, &["recover", &p]);
+        writer.first(pp, recovered);
+        eprintln!(
+            "trial {trial}: fenced itself after {:.0} ms, first write on the new ACTIVE after {:.0} ms",
+            fenced[trial], takeover[trial]
+        );
+    }
+    drop(writer);
+    let (samples, double) = sampler.finish();
+    println!("| figure | trials | p50 | p99 | max |");
+    println!("|---|---|---|---|---|");
+    println!(
+        "{}",
+        summary(
+            "host isolation → the isolated ACTIVE is read-only (seen from outside)",
+            fenced
+        )
+    );
+    println!(
+        "{}",
+        summary("host isolation → first write on the new ACTIVE", takeover)
+    );
+    println!(
+        "read_only samples every 10 ms: {samples}; instants with two writable pool members: {}",
+        double.len()
+    );
+    assert!(double.is_empty(), "two writable at {double:?}");
 }

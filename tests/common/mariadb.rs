@@ -89,8 +89,10 @@ pub fn pristine_datadir() -> &'static PristineDatadir {
 /// [`MariaDb::with_option`], then [`MariaDb::start`]ed.
 pub struct MariaDb {
     pub dir: tempfile::TempDir,
-    /// TCP port on 127.0.0.1, for non-root users.
+    /// TCP port on `host`, for non-root users.
     pub port: u16,
+    /// The address it listens on: 127.0.0.1 unless [`MariaDb::listening_on`] says otherwise.
+    pub host: String,
     /// Unix socket, for root (authenticated by `unix_socket`).
     pub socket: PathBuf,
     /// Extra mariadbd options, after the harness's own (so they override them).
@@ -117,6 +119,7 @@ impl MariaDb {
         Self {
             dir,
             port: free_port(),
+            host: "127.0.0.1".into(),
             socket,
             options: Vec::new(),
             wrapper: Vec::new(),
@@ -126,6 +129,13 @@ impl MariaDb {
             datadir_copy_took: Duration::ZERO,
             error_log_shown: false,
         }
+    }
+
+    /// Listens on `host` (for example an address inside a network namespace) instead of
+    /// 127.0.0.1.
+    pub fn listening_on(mut self, host: &str) -> Self {
+        self.host = host.to_owned();
+        self.with_option(format!("--bind-address={host}"))
     }
 
     /// Adds a mariadbd option, such as `--plugin-load-add=libmysql_gcs.so`.
@@ -385,11 +395,12 @@ impl MariaDb {
     }
 
     /// [`MariaDb::sql`] as `user` (created with `CREATE USER ... IDENTIFIED BY password`),
-    /// connecting over TCP to 127.0.0.1 the way a remote application would.
+    /// connecting over TCP to its `host` the way a remote application would.
     pub fn sql_as(&self, user: &str, password: &str, q: &str) -> Result<Vec<Vec<String>>, String> {
         let mut cmd = Command::new("mariadb");
         cmd.arg("--no-defaults")
-            .args(["--protocol=TCP", "--host=127.0.0.1"])
+            .arg("--protocol=TCP")
+            .arg(format!("--host={}", self.host))
             .arg(format!("--port={}", self.port))
             .arg(format!("--user={user}"))
             .arg(format!("--password={password}"));

@@ -3,24 +3,9 @@
 //! to commit, the majority elects a new leader and commits the old one as down, and after the
 //! partition heals everyone converges on one serverlist.
 //!
-//! Topology (made fresh per run, torn down by `Lab`'s `Drop`, even on panic):
-//!
-//! ```text
-//!   root namespace: the test, bridge gcsB<pid><tag> with 10.199.X.1/24
-//!     ├─ veth ── namespace gcsT<pid><tag>a: lo, veth0 10.199.X.11  gcsd 1
-//!     ├─ veth ── namespace gcsT<pid><tag>b: lo, veth0 10.199.X.12  gcsd 2
-//!     └─ veth ── namespace gcsT<pid><tag>c: lo, veth0 10.199.X.13  gcsd 3
-//! ```
-//!
-//! X is a /24 in 10.199.0.0/16 that no interface or route on this host uses yet. Every address
-//! the test ever sends to is inside these namespaces. The partition is made with `iptables`
-//! (package iptables, installed by scripts/setup.sh) inside the isolated member's namespace:
-//! DROP on INPUT from and OUTPUT to the other two members' addresses, so the test (10.199.X.1)
-//! still reaches the isolated member's plugin and admin ports. Healing deletes those rules.
-//!
-//! Traffic between the namespaces crosses the bridge, and where Docker runs (br_netfilter
-//! loaded, FORWARD policy DROP) bridged packets meet the root namespace's FORWARD chain: the
-//! lab accepts its own bridge there while it exists, as Docker does for docker0.
+//! The hosts are network namespaces on a bridge, gcsd i in namespace i (`common::netns`, made
+//! fresh per run and torn down even on panic); the partition is iptables DROP rules inside the
+//! isolated member's namespace, so the test still reaches its plugin and admin ports.
 //!
 //! Needs root (CI runs as root): without it the test fails, it does not skip.
 
@@ -29,12 +14,12 @@ mod common;
 use std::cell::Cell;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use common::netns::Net;
 use common::{wait_for, Gcsd};
 use serde_json::Value;
 
@@ -420,203 +405,41 @@ fn wait_until<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Result<T,
 
 // ---- the network ----
 
-/// Three namespaces on a bridge with a gcsd in each; `Drop` kills the processes, then removes
-/// the namespaces (with their iptables rules), the veths and the bridge.
+/// Three hosts (`Net`) with a gcsd in each. The members are dropped (killed) before the net
+/// is torn down.
 struct Lab {
-    namespaces: Vec<String>,
-    veths: Vec<String>,
-    bridge: String,
-    /// The namespaces' addresses, in member order.
-    ips: Vec<String>,
     members: Vec<Gcsd>,
-    /// The DROP rules in force: (namespace, chain, match flag, peer address).
-    rules: Vec<(String, &'static str, &'static str, String)>,
+    net: Net,
 }
 
 impl Lab {
     fn start(tag: char) -> Self {
-        preflight();
-        let pid = std::process::id();
-        let net = free_subnet(pid as usize * 2 + usize::from(tag == 'q'));
-        let mut lab = Lab {
-            namespaces: "abc"
-                .chars()
-                .map(|s| format!("gcsT{pid}{tag}{s}"))
-                .collect(),
-            veths: "abc"
-                .chars()
-                .map(|s| format!("gcsV{pid}{tag}{s}"))
-                .collect(),
-            bridge: format!("gcsB{pid}{tag}"),
-            ips: (11..=13).map(|h| format!("{net}.{h}")).collect(),
-            members: Vec::new(),
-            rules: Vec::new(),
-        };
-        // Leftovers of an earlier run with the same names (a reused pid).
-        lab.teardown();
-
-        let br = lab.bridge.clone();
-        run(&["ip", "link", "add", &br, "type", "bridge"]);
-        run(&["ip", "addr", "add", &format!("{net}.1/24"), "dev", &br]);
-        run(&["ip", "link", "set", &br, "up"]);
-        let mut accept = lab.forward_rule("-I");
-        accept.insert(5, "1");
-        run(&accept);
-        for ((ns, veth), ip) in lab.namespaces.iter().zip(&lab.veths).zip(&lab.ips) {
-            run(&["ip", "netns", "add", ns]);
-            run(&[
-                "ip", "link", "add", veth, "type", "veth", "peer", "name", "veth0", "netns", ns,
-            ]);
-            run(&["ip", "link", "set", veth, "master", &br]);
-            run(&["ip", "link", "set", veth, "up"]);
-            run(&["ip", "-n", ns, "link", "set", "lo", "up"]);
-            run(&[
-                "ip",
-                "-n",
-                ns,
-                "addr",
-                "add",
-                &format!("{ip}/24"),
-                "dev",
-                "veth0",
-            ]);
-            run(&["ip", "-n", ns, "link", "set", "veth0", "up"]);
-        }
-
-        let first = Gcsd::in_netns(1, &lab.namespaces[0], &lab.ips[0]).start();
-        lab.members.push(first);
+        let net = Net::new(tag);
+        let mut members = vec![Gcsd::in_netns(1, &net.namespaces[0], &net.ips[0]).start()];
         for i in 1..3 {
-            let m = Gcsd::in_netns(i as u64 + 1, &lab.namespaces[i], &lab.ips[i])
-                .joining(&lab.members[0])
+            let m = Gcsd::in_netns(i as u64 + 1, &net.namespaces[i], &net.ips[i])
+                .joining(&members[0])
                 .start();
-            lab.members.push(m);
+            members.push(m);
         }
-        let members = &lab.members;
         wait_for(
             "3 voters and one leader at every member",
             Duration::from_secs(20),
             || {
-                (members.iter().all(|m| m.voters() == 3) && agreed_leader(members).is_some())
+                (members.iter().all(|m| m.voters() == 3) && agreed_leader(&members).is_some())
                     .then_some(())
             },
         );
-        lab
+        Lab { members, net }
     }
 
-    /// Drops all traffic between member `i` and the other members, inside `i`'s namespace.
     fn isolate(&mut self, i: usize) {
-        let ns = self.namespaces[i].clone();
-        for (j, peer) in self.ips.iter().enumerate() {
-            if j == i {
-                continue;
-            }
-            for (chain, flag) in [("INPUT", "-s"), ("OUTPUT", "-d")] {
-                run(&[
-                    "ip", "netns", "exec", &ns, "iptables", "-w", "5", "-A", chain, flag, peer,
-                    "-j", "DROP",
-                ]);
-                self.rules.push((ns.clone(), chain, flag, peer.clone()));
-            }
-        }
+        self.net.isolate(i);
     }
 
     fn heal(&mut self) {
-        for (ns, chain, flag, peer) in std::mem::take(&mut self.rules) {
-            run(&[
-                "ip", "netns", "exec", &ns, "iptables", "-w", "5", "-D", chain, flag, &peer, "-j",
-                "DROP",
-            ]);
-        }
+        self.net.heal();
     }
-
-    /// Removes everything by name; whatever does not exist is skipped.
-    fn teardown(&mut self) {
-        for m in &mut self.members {
-            m.kill9();
-        }
-        for veth in &self.veths {
-            quiet(&["ip", "link", "del", veth]);
-        }
-        for ns in &self.namespaces {
-            quiet(&["ip", "netns", "del", ns]);
-        }
-        quiet(&["ip", "link", "del", &self.bridge]);
-        quiet(&self.forward_rule("-D"));
-    }
-
-    /// `iptables <op> FORWARD` for the rule that lets the bridge forward between its ports.
-    fn forward_rule<'a>(&'a self, op: &'a str) -> Vec<&'a str> {
-        let br = self.bridge.as_str();
-        vec![
-            "iptables", "-w", "5", op, "FORWARD", "-i", br, "-o", br, "-j", "ACCEPT",
-        ]
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        self.teardown();
-        // The members (and their logs, printed on panic) are dropped after this.
-    }
-}
-
-/// Root, `ip` and `iptables` are required; their absence is a failure, not a skip.
-fn preflight() {
-    // SAFETY: geteuid(2) has no preconditions and cannot fail.
-    let euid = unsafe { libc::geteuid() };
-    assert_eq!(
-        euid, 0,
-        "the partition test must run as root (it creates network namespaces, a bridge and \
-         iptables rules); CI runs as root: run it with sudo or as root"
-    );
-    for (tool, version_flag, package) in [("ip", "-V", "iproute2"), ("iptables", "-V", "iptables")]
-    {
-        match Command::new(tool).arg(version_flag).output() {
-            Ok(out) if out.status.success() => {}
-            Ok(out) => panic!(
-                "`{tool} {version_flag}` failed ({}): {}; run scripts/setup.sh",
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            ),
-            Err(e) => panic!(
-                "`{tool}` is needed by the partition test and cannot be run ({e}): \
-                 run scripts/setup.sh, which installs the {package} package"
-            ),
-        }
-    }
-}
-
-/// A 10.199.X prefix that no interface address or route on this host uses.
-fn free_subnet(seed: usize) -> String {
-    let mut used = output(&["ip", "-4", "-o", "addr", "show"]);
-    used.push_str(&output(&["ip", "-4", "route", "show"]));
-    (0..240)
-        .map(|k| format!("10.199.{}", 10 + (seed + k) % 240))
-        .find(|net| !used.contains(&format!("{net}.")))
-        .expect("a free /24 in 10.199.0.0/16")
-}
-
-fn output(args: &[&str]) -> String {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run `{}`: {e}", args.join(" ")));
-    assert!(
-        out.status.success(),
-        "`{}` failed ({}): {}",
-        args.join(" "),
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn run(args: &[&str]) {
-    output(args);
-}
-
-fn quiet(args: &[&str]) {
-    let _ = Command::new(args[0]).args(&args[1..]).output();
 }
 
 // ---- heartbeats ----

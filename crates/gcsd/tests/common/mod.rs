@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use proto::{BlockReader, ServerList};
 use serde_json::Value;
 
+pub mod netns;
+
 /// The `gcsd` binary under test. Cargo names it at compile time for gcsd's own tests; other
 /// packages that reuse this harness (the plugin's tests) find it next to their test binary in
 /// `target/<profile>/`, where `cargo test --workspace` puts it.
