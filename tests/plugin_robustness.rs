@@ -454,8 +454,10 @@ enum Fake {
     Slow,
     /// Replies `0 OK` to each line at once, and sends nothing else (no serverlist block).
     OkToEverything,
-    /// Speaks the protocol, `0 OK` to everything, and lists one server whose names are as long
-    /// as tokens may be ([`wide_row`]).
+    /// Speaks the protocol as a gcsd from before serverlist versions did: `subscribe 2` gets
+    /// errno 2 (wrong number of parameters), a plain `subscribe` the Isis2 rows; `0 OK` to
+    /// everything else; it lists one server whose names are as long as tokens may be
+    /// ([`wide_row`]).
     WideList,
 }
 
@@ -597,7 +599,9 @@ fn serve(mut stream: TcpStream, mode: Fake, stop: &AtomicBool) {
         }
         Fake::WideList => {
             while let Some(line) = read_line(&mut stream) {
-                let reply = if line.starts_with(b"subscribe") {
+                let reply = if line.starts_with(b"subscribe ") {
+                    "2 Wrong number of parameters, syntax: subscribe\n".to_owned()
+                } else if line.starts_with(b"subscribe") {
                     format!("0 OK\n0 OK\n{}\n\n", wide_row())
                 } else {
                     "0 OK\n".to_owned()
@@ -753,7 +757,9 @@ fn a_gcsd_that_never_sends_a_list_is_never_shown_as_an_empty_healthy_list() {
 
 /// The longest names the protocol allows (tokens of 255 bytes) reach the table whole where
 /// the column is as wide (MYSQL_HOST, MYSQL_PORT_OR_SOCKET), and cut at the column's width
-/// where it is narrower (ISIS2_MEMBER: 64, gcsd's own limit for member names).
+/// where it is narrower (ISIS2_MEMBER: 64, gcsd's own limit for member names). The fake is a
+/// gcsd from before serverlist versions: the plugin falls back to version 1, and the verdict
+/// columns are NULL.
 #[test]
 fn the_longest_names_the_protocol_allows_fill_their_columns() {
     let _turn = one_at_a_time();
