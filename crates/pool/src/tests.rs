@@ -892,3 +892,33 @@ fn state_round_trips_through_json() {
     let text = serde_json::to_string(&pools).unwrap();
     assert_eq!(serde_json::from_str::<Pools>(&text).unwrap(), pools);
 }
+
+#[test]
+fn deleting_a_pool_removes_it_and_says_so_in_the_history() {
+    let (mut pools, name) = pool_of(&[A, S]);
+    pools
+        .apply(&PoolCommand::Delete {
+            name: name.clone(),
+            at: at(9),
+        })
+        .unwrap();
+    assert!(pools.pools.is_empty());
+    let last: Vec<_> = pools
+        .history
+        .iter()
+        .rev()
+        .take(2)
+        .map(|e| (e.server.host.clone(), e.from, e.to, e.reason.clone()))
+        .collect();
+    assert_eq!(
+        last,
+        [
+            ("db2".into(), Some(S), None, "pool deleted".into()),
+            ("db1".into(), Some(A), None, "pool deleted".into())
+        ]
+    );
+    let err = pools
+        .apply(&PoolCommand::Delete { name, at: at(10) })
+        .unwrap_err();
+    assert_eq!(err, "no pool named \"app\"");
+}
