@@ -204,6 +204,16 @@ impl Lab {
         format!("{}:{}", self.dbs[i].host, self.dbs[i].port)
     }
 
+    /// Waits until server `i`'s replica threads both run (after a restart of it or of its
+    /// source, the IO thread reconnects only every `MASTER_CONNECT_RETRY`, 1 s here).
+    pub fn wait_replicating(&self, i: usize) {
+        wait_for(&format!("server {i} to replicate"), WITHIN, || {
+            let status = self.dbs[i].sql("SHOW SLAVE STATUS").ok()?;
+            let row = status.first()?;
+            (row.get(10)? == "Yes" && row.get(11)? == "Yes").then_some(())
+        });
+    }
+
     /// Where server `i` listens: (host, port).
     pub fn endpoint(&self, i: usize) -> (String, u16) {
         (self.dbs[i].host.clone(), self.dbs[i].port)
@@ -262,17 +272,23 @@ impl Lab {
     }
 
     /// Waits until every live member reports server `i`'s state in `pool` as `state`.
+    /// On timeout, the panic shows what the members report (the gcsd logs follow it).
     pub fn wait_state(&self, pool: &str, i: usize, state: &str, members: &[usize]) {
-        wait_for(
-            &format!("{} to be {state} in {pool}", self.addr(i)),
-            WITHIN,
-            || {
-                members
+        let started = Instant::now();
+        while !members.iter().all(|&m| self.verdict(m, pool, i).0 == state) {
+            if started.elapsed() > WITHIN {
+                let reports: Vec<String> = members
                     .iter()
-                    .all(|&m| self.verdict(m, pool, i).0 == state)
-                    .then_some(())
-            },
-        );
+                    .map(|&m| format!("member {}: {}", m + 1, self.pools(m)))
+                    .collect();
+                panic!(
+                    "timed out after {WITHIN:?} waiting for {} to be {state} in {pool}:\n{}",
+                    self.addr(i),
+                    reports.join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn read_only(&self, i: usize) -> bool {
@@ -715,8 +731,10 @@ fn a_three_server_pool_and_manual_verdicts() {
 }
 
 /// A planned handover to a server that cannot catch up (it applies with an hour's delay): it is
-/// ACTIVE in the committed state but stays read-only (writes wait rather than get lost); with
-/// `hostile_takeover=on` it takes writes after `catch_up_timeout_ms`.
+/// ACTIVE in the committed state but stays read-only (writes wait rather than get lost); after
+/// `catch_up_timeout_ms` and `max_failures` probes it counts as failed and the pool fails back
+/// to the old ACTIVE. Recovered and tried again with `hostile_takeover=on`, it takes writes
+/// after `catch_up_timeout_ms`.
 #[test]
 fn a_handover_target_that_cannot_catch_up_and_hostile_takeover() {
     let _turn = one_at_a_time();
@@ -728,34 +746,43 @@ fn a_handover_target_that_cannot_catch_up_and_hostile_takeover() {
         .unwrap();
     lab.app_insert(0).unwrap();
     // The command commits the handover; gcsctl would wait for read_only=OFF, so use the API.
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let mut resp = agent
-        .post(&format!("http://{}/pools", lab.gcsds[0].admin))
-        .header("content-type", "application/json")
-        .send(format!(r#"{{"op":"switchover","pool":"app","to":"{s}"}}"#))
-        .unwrap();
-    assert_eq!(
-        resp.status().as_u16(),
-        200,
-        "{}",
-        resp.body_mut().read_to_string().unwrap()
-    );
+    let switchover = || {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut resp = agent
+            .post(&format!("http://{}/pools", lab.gcsds[0].admin))
+            .header("content-type", "application/json")
+            .send(format!(r#"{{"op":"switchover","pool":"app","to":"{s}"}}"#))
+            .unwrap();
+        let status = resp.status().as_u16();
+        assert_eq!(status, 200, "{}", resp.body_mut().read_to_string().unwrap());
+    };
+    switchover();
     lab.wait_state("app", 1, "ACTIVE", &[0, 1, 2]);
-    std::thread::sleep(Duration::from_millis(1000));
     assert!(
         lab.read_only(1),
-        "a target that did not catch up stays read-only"
+        "a target that has not caught up is read-only"
     );
-    assert!(lab.read_only(0), "the old ACTIVE was fenced");
-    let log = lab.gcsds[1].log();
+    // It does not catch up: the pool falls back to the old ACTIVE.
+    lab.wait_state("app", 1, "FAILED_ONLINE", &[0, 1, 2]);
+    lab.wait_state("app", 0, "ACTIVE", &[0, 1, 2]);
+    wait_for("the old ACTIVE to take writes again", WITHIN, || {
+        lab.app_insert(0).ok()
+    });
+    assert!(lab.read_only(1));
+    let history = lab.gcsctl_ok(2, &["history", "app"]);
     assert!(
-        log.contains("did not catch up with its predecessor"),
-        "{log}"
+        history.contains("ACTIVE -> FAILED_ONLINE  epoch=")
+            && history.contains("Did not catch up with its predecessor"),
+        "{history}"
     );
+
     lab.gcsctl_ok(0, &["pool", "set", "app", "hostile_takeover=on"]);
+    lab.gcsctl_ok(0, &["recover", &s]);
+    lab.wait_state("app", 1, "STANDBY", &[0, 1, 2]);
+    switchover();
     wait_for("the target to take writes", WITHIN, || {
         lab.app_insert(1).ok()
     });
@@ -1099,6 +1126,7 @@ fn failover_benchmark() {
         wait_for("the PRIMARY to probe healthy", WITHIN, || {
             (lab.verdict(0, "app", 0).1 == "OK").then_some(())
         });
+        lab.wait_replicating(0);
         let recovered = unix_micros();
         lab.gcsctl_ok(1, &["recover", &p]);
         let back = writer.first(pp, recovered);
@@ -1108,10 +1136,7 @@ fn failover_benchmark() {
         // SECONDARY's replication from the restarted PRIMARY must be running again (its IO
         // thread retries once a second): a switchover waits for the target to catch up, and
         // this measures the switchover, not the reconnect.
-        wait_for("the SECONDARY to replicate again", WITHIN, || {
-            let io = lab.dbs[1].sql("SHOW SLAVE STATUS").ok()?;
-            (!io.is_empty() && io[0].get(10).is_some_and(|v| v == "Yes")).then_some(())
-        });
+        lab.wait_replicating(1);
         let asked = unix_micros();
         lab.gcsctl_ok(2, &["switchover", "app", "--to", &s]);
         let on_s = writer.first(sp, asked);
@@ -1142,10 +1167,7 @@ fn failover_benchmark() {
         }
         // SIGSTOP of the ACTIVE (the PRIMARY again): its gcsd kills it (kill_hung), the
         // SECONDARY takes over; then restart and recover, back to where the trial began.
-        wait_for("the SECONDARY to replicate again", WITHIN, || {
-            let io = lab.dbs[1].sql("SHOW SLAVE STATUS").ok()?;
-            (!io.is_empty() && io[0].get(10).is_some_and(|v| v == "Yes")).then_some(())
-        });
+        lab.wait_replicating(1);
         let fault = unix_micros();
         signal(&lab.dbs[0], libc::SIGSTOP);
         hung.push(ms(fault, writer.first(sp, fault)));
@@ -1154,6 +1176,7 @@ fn failover_benchmark() {
         wait_for("the PRIMARY to probe healthy", WITHIN, || {
             (lab.verdict(0, "app", 0).1 == "OK").then_some(())
         });
+        lab.wait_replicating(0);
         let recovered = unix_micros();
         lab.gcsctl_ok(1, &["recover", &p]);
         writer.first(pp, recovered);

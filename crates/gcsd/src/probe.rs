@@ -150,8 +150,10 @@ impl Probes {
                     () = wake.notified() => break,
                     r = applied.changed() => {
                         if r.is_err() { return }
-                        // Probe at once only when what the server should be changed.
-                        if self.want(&server) != acted_on { break }
+                        // Probe at once when what the server should be changed, or when the
+                        // group forgot its report (a `recover`): the next report decides.
+                        let forgotten = !self.group.state().pools.health.contains_key(&server);
+                        if forgotten || self.want(&server) != acted_on { break }
                     }
                 }
             }
@@ -234,7 +236,11 @@ impl Probes {
         // `off` in every list at once), and that it came back.
         let in_pool = state.pools.memberships(server).next().is_some();
         let gone_changed = prev.map_or(health.gone, |p| p.gone != health.gone);
-        if (in_pool && news(prev, &health, handing_over)) || (!in_pool && gone_changed) {
+        // A `[probe] servers` entry always has a report, so a pool that takes it in finds one.
+        let unreported = prev.is_none() && self.configured.contains(server);
+        if (in_pool && news(prev, &health, handing_over))
+            || (!in_pool && (gone_changed || unreported))
+        {
             let cmd = Command::Pool(Box::new(PoolCommand::Observe {
                 reports: vec![(server.clone(), health)],
             }));
@@ -299,6 +305,19 @@ impl Probes {
                                 catch_up_timeout.as_millis()
                             );
                         }
+                        // A failing check of the ACTIVE: after `max_failures` of them the pool
+                        // fails over, to its predecessor if that is a healthy STANDBY, rather
+                        // than staying without a writable server.
+                        let failures = local.catch_up_failures.saturating_add(1);
+                        local.catch_up_failures = failures;
+                        health.failures = health.failures.max(failures);
+                        health.health =
+                            proto::Health::after_failures(health.failures, self.max_failures);
+                        health.failure = Some(pool::FailureKind::Online);
+                        health.message = format!(
+                            "Did not catch up with its predecessor within {} ms (hostile_takeover is off).",
+                            catch_up_timeout.as_millis()
+                        );
                         false
                     }
                     CatchUp::Unfence => {
@@ -390,6 +409,8 @@ struct Local {
     warned: bool,
     pid: Option<i32>,
     kill_warned: bool,
+    /// Rounds in a row in which this ACTIVE gave up waiting to catch up.
+    catch_up_failures: u32,
 }
 
 impl Local {
@@ -400,6 +421,7 @@ impl Local {
                 let now = Instant::now();
                 self.current = Some((pool.to_owned(), epoch, now));
                 self.warned = false;
+                self.catch_up_failures = 0;
                 now
             }
         }

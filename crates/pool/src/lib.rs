@@ -96,7 +96,8 @@ pub struct Settings {
     pub fencing: bool,
     /// In a planned handover, make the target writable even when it did not catch up with its
     /// predecessor within `catch_up_timeout_ms` (transactions it has not applied are then lost
-    /// to it). Off: it stays read-only and says why.
+    /// to it). Off: it stays read-only, counts as failing, and the pool fails over to a healthy
+    /// STANDBY (normally its predecessor).
     pub hostile_takeover: bool,
     /// A STANDBY further behind its source than this fails its checks (none: lag is shown only).
     pub max_lag_secs: Option<u32>,
