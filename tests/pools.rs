@@ -658,6 +658,13 @@ fn a_server_without_the_plugin_is_owned_through_probe_servers() {
     });
     let (mut lab, sampler) = lab.with_pool(0);
     lab.wait_state("app", 1, "STANDBY", &[0, 1, 2]);
+    wait_for("its role to follow its replication", WITHIN, || {
+        try_isis2is(&lab.dbs[0])
+            .ok()?
+            .iter()
+            .any(|r| r.is_server(lab.dbs[1].port) && r.role.as_deref() == Some("slave"))
+            .then_some(())
+    });
     lab.dbs[0].kill9();
     lab.wait_state("app", 1, "ACTIVE", &[0, 1, 2]);
     wait_for("the plugin-less server to be writable", WITHIN, || {

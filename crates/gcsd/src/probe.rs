@@ -368,7 +368,13 @@ impl Probes {
 
     /// Keeps a `[probe] servers` entry registered through this member while it answers.
     async fn keep_registered(&self, server: &ServerKey, role: Role) {
+        let committed_role = self.group.state().servers.get(server).map(|r| r.role);
         let result = match self.local.heartbeat(server, Status::On) {
+            // A replica that became a source (or the reverse) is registered again, as the
+            // plugin does on a role change.
+            HeartbeatOutcome::Recorded if committed_role.is_some_and(|r| r != role) => {
+                self.local.join(server.clone(), Status::On, role).await
+            }
             HeartbeatOutcome::Recorded => Ok(()),
             HeartbeatOutcome::Changed(cmd) => self.local.commit_status_change(cmd).await,
             HeartbeatOutcome::Unknown => self.local.join(server.clone(), Status::On, role).await,

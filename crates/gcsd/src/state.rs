@@ -193,6 +193,10 @@ impl GroupState {
                 );
                 if changed {
                     self.view_id += 1;
+                    // Its reports are from before it was away (or from an earlier life): out
+                    // of date. Its servers' next probes tell how they are now; meanwhile a stale
+                    // "writable" must not make an ACTIVE elsewhere step back.
+                    self.pools.health.retain(|_, h| h.member != *member);
                 }
             }
             Command::MemberDown { member, reason, at } => {
@@ -675,6 +679,10 @@ mod tests {
         state.apply(&down(2));
         assert!(state.seen(&key("b")).cut_off, "b's owner is down");
         assert!(!state.seen(&key("b")).registered);
+        // It comes back: its reports from before are dropped; b's next probe tells.
+        state.apply(&up(2));
+        assert!(state.seen(&key("b")).health.is_none());
+        assert!(!state.seen(&key("b")).cut_off);
     }
 
     #[test]

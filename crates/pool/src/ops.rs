@@ -169,15 +169,27 @@ impl Pools {
                     reinstate_primary: false,
                 };
                 self.record(name, None, &pool, *at, "pool defined");
+                let members: Vec<ServerKey> =
+                    pool.members.iter().map(|m| m.server.clone()).collect();
                 self.pools.insert(name.clone(), pool);
+                self.fresh_start(&members);
                 Ok(())
             }
             PoolCommand::Configure { name, changes, at } => {
-                let mut next = self.pool(name)?.clone();
+                let before = self.pool(name)?.clone();
+                let mut next = before.clone();
                 for change in changes {
                     configure(&mut next, change)?;
                 }
-                self.commit(name, next, *at, "pool settings changed")
+                let added: Vec<ServerKey> = next
+                    .members
+                    .iter()
+                    .filter(|m| before.member(&m.server).is_none())
+                    .map(|m| m.server.clone())
+                    .collect();
+                self.commit(name, next, *at, "pool settings changed")?;
+                self.fresh_start(&added);
+                Ok(())
             }
             PoolCommand::Delete { name, at } => {
                 let pool = self.pool(name)?.clone();
@@ -301,6 +313,17 @@ impl Pools {
                     next.members[i].status_override = *status;
                 }
                 self.commit(name, next, *at, "")
+            }
+        }
+    }
+
+    /// Servers that just joined their first pool start with a clean slate: a report from
+    /// before (a crash, failures while it was being set up) is dropped, and their first probe
+    /// in the pool decides.
+    fn fresh_start(&mut self, servers: &[ServerKey]) {
+        for server in servers {
+            if self.memberships(server).count() == 1 {
+                self.health.remove(server);
             }
         }
     }

@@ -922,3 +922,41 @@ fn deleting_a_pool_removes_it_and_says_so_in_the_history() {
         .unwrap_err();
     assert_eq!(err, "no pool named \"app\"");
 }
+
+#[test]
+fn a_server_joins_its_first_pool_with_a_clean_slate() {
+    let mut pools = Pools::default();
+    // Failures from before any pool (say, while it was being set up) are dropped.
+    pools.health.insert(db(2), health(Obs::Broken).unwrap());
+    pools.health.insert(db(3), health(Obs::Broken).unwrap());
+    pools
+        .apply(&PoolCommand::Init {
+            name: "app".into(),
+            primary: db(1),
+            secondaries: vec![db(2)],
+            settings: Settings::default(),
+            at: at(0),
+        })
+        .unwrap();
+    assert!(!pools.health.contains_key(&db(2)));
+    pools
+        .apply(&PoolCommand::Configure {
+            name: "app".into(),
+            changes: vec![SettingChange::Members(vec![db(1), db(2), db(3)])],
+            at: at(1),
+        })
+        .unwrap();
+    assert!(!pools.health.contains_key(&db(3)));
+    // A server already in another pool keeps its report.
+    pools.health.insert(db(2), health(Obs::Broken).unwrap());
+    pools
+        .apply(&PoolCommand::Init {
+            name: "other".into(),
+            primary: db(2),
+            secondaries: vec![db(4)],
+            settings: Settings::default(),
+            at: at(2),
+        })
+        .unwrap();
+    assert!(pools.health.contains_key(&db(2)));
+}
