@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use common::gcsd::netns::Net;
-use common::gcsd::{gcsd_binary, start_group, wait_for, Gcsd};
+use common::gcsd::{free_port, gcsd_binary, start_group, wait_for, Gcsd};
 use common::isis2is::*;
 use common::mariadb::MariaDb;
 use serde_json::Value;
@@ -103,8 +103,10 @@ impl Lab {
         };
         let configure = |g: Gcsd| {
             let servers = owned(g.id).join(", ");
+            let lb_port = if g.netns.is_some() { 2290 } else { free_port() };
+            let lb = format!("{}:{lb_port}", g.ip);
             g.with_config(&format!(
-                "[probe]\nuser = \"gcsd_probe\"\npassword_file = {pw:?}\nservers = [{servers}]\n{probe}\n"
+                "lb_listen = \"{lb}\"\n[probe]\nuser = \"gcsd_probe\"\npassword_file = {pw:?}\nservers = [{servers}]\n{probe}\n"
             ))
         };
         let gcsds = match &net {
@@ -212,6 +214,29 @@ impl Lab {
             let row = status.first()?;
             (row.get(10)? == "Yes" && row.get(11)? == "Yes").then_some(())
         });
+    }
+
+    /// A health check at gcsd `m`'s `lb_listen`: (HTTP status, body).
+    pub fn lb_check(&self, m: usize, path: &str) -> (u16, String) {
+        let config = &self.gcsds[m].extra_config;
+        let addr = config
+            .lines()
+            .find_map(|l| l.strip_prefix("lb_listen = \""))
+            .and_then(|l| l.strip_suffix('"'))
+            .expect("every lab gcsd has lb_listen");
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(5)))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut resp = agent
+            .get(&format!("http://{addr}{path}"))
+            .call()
+            .expect("lb_listen answers");
+        (
+            resp.status().as_u16(),
+            resp.body_mut().read_to_string().unwrap(),
+        )
     }
 
     /// Where server `i` listens: (host, port).
@@ -810,11 +835,22 @@ fn isolated_active_host_fences_itself_and_the_majority_takes_over() {
     let _turn = one_at_a_time();
     let (mut lab, sampler) = Lab::in_netns(2, 'i').with_pool(1);
     let isolated = Instant::now();
+    assert_eq!(lab.lb_check(0, "/primary").0, 200);
     lab.net.as_mut().expect("in namespaces").isolate(0);
+    wait_for(
+        "the isolated member to stop claiming the ACTIVE",
+        WITHIN,
+        || (lab.lb_check(0, "/primary").0 == 503).then_some(()),
+    );
+    let unclaimed_after = isolated.elapsed();
     wait_for("the isolated ACTIVE to fence itself", WITHIN, || {
         lab.read_only(0).then_some(())
     });
     let fenced_after = isolated.elapsed();
+    assert!(
+        unclaimed_after < Duration::from_millis(1000),
+        "its /primary said 200 for {unclaimed_after:?} after the cut"
+    );
     wait_for("the SECONDARY to take writes", WITHIN, || {
         lab.app_insert(1).ok()
     });
@@ -835,6 +871,48 @@ fn isolated_active_host_fences_itself_and_the_majority_takes_over() {
     assert!(lab.read_only(0), "the old ACTIVE stays fenced");
     lab.app_insert(1)
         .expect("the new ACTIVE keeps taking writes");
+    let (_, double) = sampler.finish();
+    assert!(
+        double.is_empty(),
+        "two writable pool members at: {double:?}"
+    );
+}
+
+/// Health checks for load balancers (`lb_listen`): each member answers for its own server;
+/// `/primary` follows the committed ACTIVE through a failover.
+#[test]
+fn load_balancer_health_checks() {
+    let _turn = one_at_a_time();
+    let (mut lab, sampler) = Lab::start(2).with_pool(0);
+    wait_for("the members' checks to settle", WITHIN, || {
+        (lab.lb_check(0, "/primary").0 == 200 && lab.lb_check(1, "/replica").0 == 200).then_some(())
+    });
+    assert_eq!(lab.lb_check(0, "/primary?pool=app").0, 200);
+    assert_eq!(lab.lb_check(1, "/primary").0, 503);
+    assert_eq!(lab.lb_check(0, "/replica").0, 503);
+    assert_eq!(lab.lb_check(1, "/replica?pool=app&lag=60").0, 200);
+    assert_eq!(lab.lb_check(0, "/health").0, 200);
+    let (code, body) = lab.lb_check(2, "/primary");
+    assert_eq!(
+        (code, body.as_str()),
+        (503, "this member has no database server\n")
+    );
+    let (code, body) = lab.lb_check(0, "/primary?pool=nope");
+    assert_eq!((code, body.as_str()), (404, "no pool named \"nope\"\n"));
+    let (code, body) = lab.lb_check(1, "/primary");
+    assert!(body.contains("is STANDBY in app"), "{code} {body}");
+    let (code, body) = lab.lb_check(2, "/pools/app");
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"state\":\"ACTIVE\""), "{body}");
+    assert_eq!(lab.lb_check(2, &format!("/servers/{}", lab.addr(1))).0, 200);
+    assert_eq!(lab.lb_check(2, "/servers/db9").0, 400);
+
+    lab.dbs[0].kill9();
+    wait_for("the new ACTIVE's member to answer /primary", WITHIN, || {
+        (lab.lb_check(1, "/primary").0 == 200).then_some(())
+    });
+    assert_eq!(lab.lb_check(0, "/primary").0, 503);
+    assert_eq!(lab.lb_check(0, "/health").0, 503);
     let (_, double) = sampler.finish();
     assert!(
         double.is_empty(),

@@ -14,7 +14,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::wire::transport::{Tcp, Transport};
-use crate::{admin, group, local_servers, metrics, plugin_port, probe, wire};
+use crate::{admin, group, lb, local_servers, metrics, plugin_port, probe, wire};
 
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let cfg = Arc::new(cfg);
@@ -34,6 +34,14 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let admin_listener = TcpListener::bind(&cfg.admin_listen)
         .await
         .with_context(|| format!("cannot listen on admin_listen {}", cfg.admin_listen))?;
+    let lb_listener = match &cfg.lb_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on lb_listen {addr}"))?,
+        ),
+        None => None,
+    };
     let transport: Arc<dyn Transport> = Arc::new(Tcp);
     let group_listener = transport
         .bind(&cfg.group_listen)
@@ -52,6 +60,20 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     tokio::spawn(probes.clone().run());
 
     let shutdown = CancellationToken::new();
+    if let Some(listener) = lb_listener {
+        let lb = lb::router(lb::Lb {
+            group: group.clone(),
+            probes: probes.clone(),
+        });
+        let lb_shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let serve =
+                axum::serve(listener, lb).with_graceful_shutdown(lb_shutdown.cancelled_owned());
+            if let Err(e) = serve.await {
+                tracing::error!("load-balancer checks stopped: {e}");
+            }
+        });
+    }
     let port = Arc::new(plugin_port::PluginPort {
         group: group.clone(),
         local,

@@ -32,6 +32,9 @@ group_listen = "127.0.0.1:2300"
 # group_advertise = "10.0.0.11:2300"
 # Admin HTTP: /live, /ready, /cluster, /metrics, member changes. Keep it on loopback.
 admin_listen = "127.0.0.1:2280"
+# Health checks for load balancers (/primary, /replica, /health, /pools/NAME,
+# /servers/HOST:PORT): read-only, may listen on a non-loopback address. Off unless set.
+# lb_listen = "0.0.0.0:2290"
 
 # The group-listen address of any member of an existing group. Used only on the first start
 # (an empty data_dir); without it, the first start creates a new group of one.
@@ -101,6 +104,7 @@ pub struct Config {
     pub group_listen: String,
     pub group_advertise: Option<String>,
     pub admin_listen: String,
+    pub lb_listen: Option<String>,
     pub join: Option<String>,
     pub voters: usize,
     pub member_timeout_ms: u64,
@@ -188,6 +192,7 @@ impl Default for Config {
             group_listen: "127.0.0.1:2300".into(),
             group_advertise: None,
             admin_listen: "127.0.0.1:2280".into(),
+            lb_listen: None,
             join: None,
             voters: 3,
             member_timeout_ms: 1000,
@@ -241,6 +246,9 @@ pub struct Cli {
     /// Admin HTTP listener, IP:port (keep it on loopback).
     #[arg(long)]
     pub admin_listen: Option<String>,
+    /// Health checks for load balancers, IP:port (off unless set).
+    #[arg(long)]
+    pub lb_listen: Option<String>,
     /// Group-listen address of any member of the group to join (first start only).
     #[arg(long)]
     pub join: Option<String>,
@@ -294,6 +302,7 @@ impl Config {
             group_listen,
             group_advertise,
             admin_listen,
+            lb_listen,
             join,
             voters,
             member_timeout_ms,
@@ -327,6 +336,7 @@ impl Config {
             ("group_listen", Some(&self.group_listen)),
             ("admin_listen", Some(&self.admin_listen)),
             ("group_advertise", self.group_advertise.as_ref()),
+            ("lb_listen", self.lb_listen.as_ref()),
         ] {
             if let Some(addr) = addr {
                 if addr.parse::<SocketAddr>().is_err() {

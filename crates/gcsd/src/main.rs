@@ -13,6 +13,7 @@ mod group;
 mod identity;
 #[cfg(test)]
 mod in_memory_group_tests;
+mod lb;
 mod local_servers;
 mod metrics;
 mod plugin_port;

@@ -40,6 +40,16 @@ pub struct Probes {
     configured: Vec<ServerKey>,
     /// The running tasks' wake-up calls.
     tasks: Mutex<HashMap<ServerKey, Arc<Notify>>>,
+    /// What the last probe of each server saw.
+    last: Mutex<HashMap<ServerKey, LastProbe>>,
+}
+
+/// When a server was last probed, whether it answered, and its replication lag then.
+#[derive(Debug, Clone, Copy)]
+struct LastProbe {
+    at: Instant,
+    answered: bool,
+    lag_secs: Option<u64>,
 }
 
 impl Probes {
@@ -63,6 +73,7 @@ impl Probes {
             kill_hung: p.kill_hung,
             configured,
             tasks: Mutex::new(HashMap::new()),
+            last: Mutex::new(HashMap::new()),
             group,
             local,
         }))
@@ -160,6 +171,32 @@ impl Probes {
         }
     }
 
+    /// This member's pool members and what its probes last saw of them, for health checks: a
+    /// probe older than three intervals does not count as answered.
+    pub fn locals(&self, state: &GroupState) -> Vec<pool::verdict::Local> {
+        let last = self.last.lock();
+        let fresh = self.interval * 3;
+        let mut servers: Vec<&ServerKey> = state
+            .servers
+            .keys()
+            .chain(&self.configured)
+            .filter(|s| self.owns(state, s))
+            .collect();
+        servers.sort();
+        servers.dedup();
+        servers
+            .into_iter()
+            .map(|server| {
+                let seen = last.get(server);
+                pool::verdict::Local {
+                    server: server.clone(),
+                    answered: seen.is_some_and(|p| p.answered && p.at.elapsed() < fresh),
+                    lag_secs: seen.and_then(|p| p.lag_secs),
+                }
+            })
+            .collect()
+    }
+
     fn want(&self, server: &ServerKey) -> Option<Want> {
         let state = self.group.state();
         fence::desired(
@@ -202,6 +239,18 @@ impl Probes {
             }
             session.close().await;
         }
+        let (answered, lag) = match &probe {
+            Probe::Answered(facts) => (true, facts.replica.as_ref().and_then(|r| r.seconds_behind)),
+            _ => (false, None),
+        };
+        self.last.lock().insert(
+            server.clone(),
+            LastProbe {
+                at: Instant::now(),
+                answered,
+                lag_secs: lag,
+            },
+        );
         let hung = matches!(probe, Probe::Hung(_));
         if self.kill_hung
             && fence::must_kill(&state.pools, server, &health, hung)

@@ -25,6 +25,7 @@ mod decide;
 pub mod fence;
 mod health;
 mod ops;
+pub mod verdict;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;

@@ -960,3 +960,137 @@ fn a_server_joins_its_first_pool_with_a_clean_slate() {
         .unwrap();
     assert!(pools.health.contains_key(&db(2)));
 }
+
+#[test]
+fn load_balancer_checks() {
+    use crate::verdict::{check, Ask, Local, Refusal};
+    let (mut pools, _) = pool_of(&[A, S]);
+    pools.health.insert(db(1), health(Obs::Rw).unwrap());
+    pools.health.insert(db(2), health(Obs::Ro).unwrap());
+    let local = |n: usize, lag: Option<u64>| Local {
+        server: db(n),
+        answered: true,
+        lag_secs: lag,
+    };
+    let pass = |r: Result<String, Refusal>| r.is_ok();
+    let primary = Ask::Primary;
+    let replica = |max_lag| Ask::Replica { max_lag };
+    /// What, pool, locals, no quorum, ask, passes.
+    type Row<'a> = (
+        &'a str,
+        Option<&'a str>,
+        Vec<Local>,
+        Option<&'a str>,
+        Ask,
+        bool,
+    );
+    let rows: Vec<Row> = vec![
+        (
+            "the ACTIVE's member, with quorum",
+            None,
+            vec![local(1, None)],
+            None,
+            primary.clone(),
+            true,
+        ),
+        (
+            "the ACTIVE's member, in that pool",
+            Some("app"),
+            vec![local(1, None)],
+            None,
+            primary.clone(),
+            true,
+        ),
+        (
+            "the ACTIVE's member without quorum never claims a writer",
+            None,
+            vec![local(1, None)],
+            Some("no leader"),
+            primary.clone(),
+            false,
+        ),
+        (
+            "a STANDBY is no primary",
+            None,
+            vec![local(2, Some(0))],
+            None,
+            primary.clone(),
+            false,
+        ),
+        (
+            "a STANDBY is a replica",
+            None,
+            vec![local(2, Some(0))],
+            None,
+            replica(None),
+            true,
+        ),
+        (
+            "a STANDBY within the lag",
+            None,
+            vec![local(2, Some(3))],
+            None,
+            replica(Some(5)),
+            true,
+        ),
+        (
+            "a STANDBY too far behind",
+            None,
+            vec![local(2, Some(30))],
+            None,
+            replica(Some(5)),
+            false,
+        ),
+        (
+            "a STANDBY of unknown lag, when a lag is asked",
+            None,
+            vec![local(2, None)],
+            None,
+            replica(Some(5)),
+            false,
+        ),
+        (
+            "the ACTIVE is no replica",
+            None,
+            vec![local(1, None)],
+            None,
+            replica(None),
+            false,
+        ),
+        (
+            "a member without servers",
+            None,
+            vec![],
+            None,
+            Ask::Health,
+            false,
+        ),
+        (
+            "health: the server answers",
+            None,
+            vec![local(2, None)],
+            None,
+            Ask::Health,
+            true,
+        ),
+    ];
+    for (what, pool, locals, no_quorum, ask, want) in rows {
+        let got = check(&pools, pool, &locals, no_quorum, &ask);
+        assert_eq!(pass(got.clone()), want, "{what}: {got:?}");
+    }
+    assert_eq!(
+        check(&pools, Some("nope"), &[local(1, None)], None, &Ask::Primary),
+        Err(Refusal::UnknownPool("no pool named \"nope\"".into()))
+    );
+    let silent = Local {
+        answered: false,
+        ..local(2, None)
+    };
+    assert!(check(&pools, None, &[silent], None, &Ask::Health).is_err());
+    assert_eq!(
+        check(&pools, None, &[local(2, None)], None, &Ask::Primary),
+        Err(Refusal::No(
+            "not the ACTIVE: db2:3306 is STANDBY in app".into()
+        ))
+    );
+}
