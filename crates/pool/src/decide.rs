@@ -8,6 +8,9 @@ use proto::{Health, PoolState, PoolType, ServerKey};
 use crate::ops::start_handover;
 use crate::{addr, messages, FailureKind, HandoverKind, Pool, ServerHealth};
 
+/// How a candidate's message begins while it waits for the others to be fenced.
+const WAITING: &str = "Waiting for ";
+
 /// What the group knows about one server when the leader decides.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Seen<'a> {
@@ -99,6 +102,10 @@ pub fn decide<'a>(
                 m.state = kind.failed_state();
                 m.message = why.clone();
             }
+            // What it waited for is decided again below (and said again if still so).
+            (PoolState::Standby, Standing::Healthy { .. }) if m.message.starts_with(WAITING) => {
+                m.message.clear();
+            }
             (PoolState::Standby, Standing::Healthy { .. }) => {}
             (PoolState::FailedOffline | PoolState::FailedOnline, Standing::Failing(kind, why)) => {
                 m.state = kind.failed_state();
@@ -188,7 +195,7 @@ fn promote<'a>(pool: &mut Pool, standings: &[Standing], seen: &dyn Fn(&ServerKey
             .collect();
         if !writable.is_empty() {
             pool.members[c].message = format!(
-                "Waiting for {} to be confirmed read-only before taking over ACTIVE state.",
+                "{WAITING}{} to be confirmed read-only before taking over ACTIVE state.",
                 writable.join(", ")
             );
             return;

@@ -333,6 +333,22 @@ fn decision_table() {
 }
 
 #[test]
+fn a_waiting_message_goes_once_another_server_is_chosen() {
+    let (pools, _) = pool_of(&[U, U]);
+    // db2 is probed first and waits for db1, which is registered but not probed yet.
+    let waiting = step(&pools.pools["app"], &[Obs::None, Obs::Ro]);
+    assert!(
+        msg(&waiting, 1).starts_with("Waiting for db1:3306"),
+        "{}",
+        msg(&waiting, 1)
+    );
+    // db1 is probed: the PRIMARY is instated, and db2 no longer says it waits.
+    let done = step(&waiting, &[Obs::Ro, Obs::Ro]);
+    assert_eq!(states(&done), [A, S]);
+    assert_eq!(msg(&done, 1), "");
+}
+
+#[test]
 fn d2_a_replica_connecting_to_its_dead_source_is_not_failing() {
     let judge = Judge {
         sources: vec![("db1:3306".into(), 1)],
