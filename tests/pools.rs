@@ -358,6 +358,16 @@ impl Sampler {
         }
     }
 
+    /// Stops, and fails the test if two pool members were ever writable at once.
+    pub fn assert_never_two_writable(self) {
+        let (samples, double) = self.finish();
+        assert!(samples > 0, "the sampler took no sample");
+        assert!(
+            double.is_empty(),
+            "two writable pool members at: {double:?}"
+        );
+    }
+
     /// Stops; returns how many samples were taken and the instants with two writable.
     pub fn finish(mut self) -> (u64, Vec<String>) {
         self.stop.store(true, Ordering::Relaxed);
@@ -617,11 +627,7 @@ fn hung_active_is_fenced_when_it_resumes() {
         (!lab.read_only(1)).then_some(())
     });
     assert!(lab.read_only(0), "the resumed server was fenced");
-    let (_, double) = sampler.finish();
-    assert!(
-        double.is_empty(),
-        "two writable pool members at: {double:?}"
-    );
+    sampler.assert_never_two_writable();
 }
 
 /// A hung ACTIVE with `kill_hung = true`: its own gcsd kills it (it is on that host), and the
@@ -656,11 +662,7 @@ fn hung_active_is_killed_with_kill_hung() {
             .then_some(())
     });
     assert_eq!(lab.verdict(2, "app", 0).0, "FAILED_OFFLINE");
-    let (_, double) = sampler.finish();
-    assert!(
-        double.is_empty(),
-        "two writable pool members at: {double:?}"
-    );
+    sampler.assert_never_two_writable();
 }
 
 /// A server without the plugin (here a MariaDB without it; MySQL 8.x would be the same) is a
@@ -695,11 +697,7 @@ fn a_server_without_the_plugin_is_owned_through_probe_servers() {
     wait_for("the plugin-less server to be writable", WITHIN, || {
         lab.app_insert(1).ok()
     });
-    let (_, double) = sampler.finish();
-    assert!(
-        double.is_empty(),
-        "two writable pool members at: {double:?}"
-    );
+    sampler.assert_never_two_writable();
 }
 
 /// A pool of three: the third server replicates from the PRIMARY; after the PRIMARY's crash
@@ -755,11 +753,7 @@ fn a_three_server_pool_and_manual_verdicts() {
     assert!(!list.contains("PAUSED"), "{list}");
     let history = lab.gcsctl_ok(0, &["history", "app"]);
     assert!(history.contains("Manually set to ACTIVE."), "{history}");
-    let (_, double) = sampler.finish();
-    assert!(
-        double.is_empty(),
-        "two writable pool members at: {double:?}"
-    );
+    sampler.assert_never_two_writable();
 }
 
 /// A planned handover to a server that cannot catch up (it applies with an hour's delay): it is
@@ -818,11 +812,7 @@ fn a_handover_target_that_cannot_catch_up_and_hostile_takeover() {
     wait_for("the target to take writes", WITHIN, || {
         lab.app_insert(1).ok()
     });
-    let (_, double) = sampler.finish();
-    assert!(
-        double.is_empty(),
-        "two writable pool members at: {double:?}"
-    );
+    sampler.assert_never_two_writable();
 }
 
 /// Hosts as network namespaces. Isolating the ACTIVE's host (cut off from the other two; the
@@ -871,11 +861,7 @@ fn isolated_active_host_fences_itself_and_the_majority_takes_over() {
     assert!(lab.read_only(0), "the old ACTIVE stays fenced");
     lab.app_insert(1)
         .expect("the new ACTIVE keeps taking writes");
-    let (_, double) = sampler.finish();
-    assert!(
-        double.is_empty(),
-        "two writable pool members at: {double:?}"
-    );
+    sampler.assert_never_two_writable();
 }
 
 /// Health checks for load balancers (`lb_listen`): each member answers for its own server;
@@ -913,11 +899,7 @@ fn load_balancer_health_checks() {
     });
     assert_eq!(lab.lb_check(0, "/primary").0, 503);
     assert_eq!(lab.lb_check(0, "/health").0, 503);
-    let (_, double) = sampler.finish();
-    assert!(
-        double.is_empty(),
-        "two writable pool members at: {double:?}"
-    );
+    sampler.assert_never_two_writable();
 }
 
 /// Broken replication on the SECONDARY: FAILED_ONLINE, never promoted; a pool of one, an
