@@ -332,6 +332,18 @@ impl Lab {
     }
 }
 
+/// How the application user reaches the server at `host:port`.
+fn app_opts(host: &str, port: u16) -> mysql_async::OptsBuilder {
+    mysql_async::OptsBuilder::default()
+        .ip_or_hostname(host)
+        .tcp_port(port)
+        .user(Some("app"))
+        .pass(Some(APP_PASSWORD))
+        .prefer_socket(false)
+        .max_allowed_packet(Some(1 << 20))
+        .wait_timeout(Some(60))
+}
+
 /// Samples `@@read_only` of the given servers every 10 ms on its own thread, as the
 /// application user over TCP, and counts the instants at which two or more were writable. A
 /// server that does not answer within 30 ms counts as not writable at that instant (it cannot
@@ -377,16 +389,7 @@ impl Sampler {
 
 async fn sample(servers: Vec<(String, u16)>, stop: Arc<AtomicBool>) -> (u64, Vec<String>) {
     use mysql_async::prelude::Queryable;
-    let opts = |(host, port): &(String, u16)| {
-        mysql_async::OptsBuilder::default()
-            .ip_or_hostname(host.clone())
-            .tcp_port(*port)
-            .user(Some("app"))
-            .pass(Some(APP_PASSWORD))
-            .prefer_socket(false)
-            .max_allowed_packet(Some(1 << 20))
-            .wait_timeout(Some(60))
-    };
+    let opts = |(host, port): &(String, u16)| app_opts(host, *port);
     let bound = Duration::from_millis(30);
     let mut conns: Vec<Option<mysql_async::Conn>> = servers.iter().map(|_| None).collect();
     let started = Instant::now();
@@ -994,14 +997,7 @@ fn bench_writer_process() {
             let (host, port) = (host.to_owned(), port.parse::<u16>().unwrap());
             let file = file.clone();
             tasks.push(tokio::spawn(async move {
-                let opts = mysql_async::OptsBuilder::default()
-                    .ip_or_hostname(host)
-                    .tcp_port(port)
-                    .user(Some("app"))
-                    .pass(Some(APP_PASSWORD))
-                    .prefer_socket(false)
-                    .max_allowed_packet(Some(1 << 20))
-                    .wait_timeout(Some(60));
+                let opts = app_opts(&host, port);
                 let bound = Duration::from_millis(50);
                 let mut conn: Option<mysql_async::Conn> = None;
                 let mut tick = tokio::time::interval(Duration::from_millis(5));
@@ -1117,15 +1113,9 @@ fn off_seen(port: u16, dead: u16) -> u64 {
         .build()
         .unwrap();
     rt.block_on(async move {
-        let opts = mysql_async::OptsBuilder::default()
-            .ip_or_hostname("127.0.0.1")
-            .tcp_port(port)
-            .user(Some("app"))
-            .pass(Some(APP_PASSWORD))
-            .prefer_socket(false)
-            .max_allowed_packet(Some(1 << 20))
-            .wait_timeout(Some(60));
-        let mut conn = mysql_async::Conn::new(opts).await.unwrap();
+        let mut conn = mysql_async::Conn::new(app_opts("127.0.0.1", port))
+            .await
+            .unwrap();
         let q = format!(
             "SELECT COUNT(*) FROM INFORMATION_SCHEMA.ISIS2IS WHERE MYSQL_PORT_OR_SOCKET = '{dead}' AND MYSQL_STATUS = 'off'"
         );

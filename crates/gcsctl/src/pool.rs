@@ -16,7 +16,6 @@ const HEADER: [&str; 7] = [
 
 /// MPP's list: one block per pool (all, or `only`), one row per server in priority order.
 pub fn render_list(report: &PoolsReport, only: Option<&str>) -> String {
-    let mut rows: Vec<[String; 7]> = Vec::new();
     let mut out = String::new();
     let mut blocks: Vec<(String, Vec<[String; 7]>)> = Vec::new();
     for pool in report
@@ -34,14 +33,14 @@ pub fn render_list(report: &PoolsReport, only: Option<&str>) -> String {
         if let Some(h) = &pool.handover {
             head.push_str(&format!(" handover: {h}"));
         }
-        let servers: Vec<[String; 7]> = pool.servers.iter().map(row).collect();
-        rows.extend(servers.iter().cloned());
-        blocks.push((head, servers));
+        blocks.push((head, pool.servers.iter().map(row).collect()));
     }
     let header = HEADER.map(str::to_owned);
     let widths: Vec<usize> = (0..7)
         .map(|i| {
-            rows.iter()
+            blocks
+                .iter()
+                .flat_map(|(_, rows)| rows)
                 .chain(std::iter::once(&header))
                 .map(|r| r[i].chars().count())
                 .max()
@@ -114,14 +113,10 @@ pub fn render_report(report: &PoolsReport, server: &str) -> Option<String> {
         .filter_map(|p| {
             let s = p.servers.iter().find(|s| s.server == server)?;
             let status = s.status.map(|h| h.to_string()).unwrap_or_default();
-            Some(
-                format!(
-                    "{}: {status}/{} ({:?}) : ({status}/{}) {}\n",
-                    p.name, s.state, s.kind, s.failures, s.message
-                )
-                .replace("(Primary)", "(PRIMARY)")
-                .replace("(Secondary)", "(SECONDARY)"),
-            )
+            Some(format!(
+                "{}: {status}/{} ({}) : ({status}/{}) {}\n",
+                p.name, s.state, s.kind, s.failures, s.message
+            ))
         })
         .collect();
     (!lines.is_empty()).then(|| lines.concat())

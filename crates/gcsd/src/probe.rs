@@ -90,20 +90,26 @@ impl Probes {
                 && state.pools.memberships(server).next().is_some())
     }
 
+    /// Every server this member probes, in order.
+    fn owned(&self, state: &GroupState) -> Vec<ServerKey> {
+        let mut servers: Vec<ServerKey> = state
+            .servers
+            .keys()
+            .chain(&self.configured)
+            .filter(|s| self.owns(state, s))
+            .cloned()
+            .collect();
+        servers.sort();
+        servers.dedup();
+        servers
+    }
+
     /// Runs for the life of the process: starts a task for every server this member comes to
     /// own; each task ends when it no longer does.
     pub async fn run(self: Arc<Self>) {
         let mut applied = self.group.applied_changes();
         loop {
-            let state = self.group.state();
-            let servers = state
-                .servers
-                .keys()
-                .chain(&self.configured)
-                .filter(|s| self.owns(&state, s))
-                .cloned()
-                .collect::<Vec<_>>();
-            for server in servers {
+            for server in self.owned(&self.group.state()) {
                 self.ensure_task(server);
             }
             tokio::select! {
@@ -176,20 +182,12 @@ impl Probes {
     pub fn locals(&self, state: &GroupState) -> Vec<pool::verdict::Local> {
         let last = self.last.lock();
         let fresh = self.interval * 3;
-        let mut servers: Vec<&ServerKey> = state
-            .servers
-            .keys()
-            .chain(&self.configured)
-            .filter(|s| self.owns(state, s))
-            .collect();
-        servers.sort();
-        servers.dedup();
-        servers
+        self.owned(state)
             .into_iter()
             .map(|server| {
-                let seen = last.get(server);
+                let seen = last.get(&server);
                 pool::verdict::Local {
-                    server: server.clone(),
+                    server,
                     answered: seen.is_some_and(|p| p.answered && p.at.elapsed() < fresh),
                     lag_secs: seen.and_then(|p| p.lag_secs),
                 }
@@ -406,7 +404,7 @@ impl Probes {
             return false;
         };
         tracing::warn!(server = %name, pid, "hung and perhaps writable: killing it (SIGKILL) so that another server can take over");
-        let gone = sql::kill_and_wait(pid, Duration::from_secs(2)).await;
+        let gone = kill_and_wait(pid, Duration::from_secs(2)).await;
         if gone {
             local.pid = None;
         } else {
@@ -485,4 +483,29 @@ impl Local {
     fn warn_once(&mut self) -> bool {
         !std::mem::replace(&mut self.warned, true)
     }
+}
+
+/// Kills process `pid` (SIGKILL) and waits, at most `within`, until it is gone (or a zombie):
+/// whether it is.
+pub async fn kill_and_wait(pid: i32, within: Duration) -> bool {
+    let Some(target) = rustix::process::Pid::from_raw(pid) else {
+        return false;
+    };
+    if rustix::process::kill_process(target, rustix::process::Signal::KILL).is_err() {
+        return false;
+    }
+    let gone = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
+            stat.rsplit_once(") ")
+                .is_some_and(|(_, rest)| rest.starts_with('Z'))
+        })
+    };
+    let started = std::time::Instant::now();
+    while started.elapsed() < within {
+        if gone() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    gone()
 }

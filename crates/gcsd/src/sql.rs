@@ -220,31 +220,6 @@ pub async fn probe(server: &ServerKey, access: &Access) -> (Probe, Option<Sessio
     }
 }
 
-/// Kills process `pid` (SIGKILL) and waits, at most `within`, until it is gone (or a zombie):
-/// whether it is.
-pub async fn kill_and_wait(pid: i32, within: Duration) -> bool {
-    let Some(target) = rustix::process::Pid::from_raw(pid) else {
-        return false;
-    };
-    if rustix::process::kill_process(target, rustix::process::Signal::KILL).is_err() {
-        return false;
-    }
-    let gone = || {
-        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
-            stat.rsplit_once(") ")
-                .is_some_and(|(_, rest)| rest.starts_with('Z'))
-        })
-    };
-    let started = std::time::Instant::now();
-    while started.elapsed() < within {
-        if gone() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    gone()
-}
-
 fn is_refused(e: &mysql_async::Error) -> bool {
     match e {
         mysql_async::Error::Io(mysql_async::IoError::Io(io)) => {

@@ -468,40 +468,23 @@ impl Pools {
             );
         }
         for (server, from, to, reason) in entries {
-            let reason = if reason.is_empty() {
-                why.to_owned()
-            } else {
-                reason
-            };
-            let status = self.health.get(&server).map(|h| h.health);
-            self.push_history(name, server, from, to, status, next.epoch, reason, at);
+            self.history_seq += 1;
+            self.history.push_back(HistoryEntry {
+                seq: self.history_seq,
+                at,
+                pool: name.to_owned(),
+                status: self.health.get(&server).map(|h| h.health),
+                server,
+                from,
+                to,
+                epoch: next.epoch,
+                reason: if reason.is_empty() {
+                    why.to_owned()
+                } else {
+                    reason
+                },
+            });
         }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn push_history(
-        &mut self,
-        pool: &str,
-        server: ServerKey,
-        from: Option<PoolState>,
-        to: Option<PoolState>,
-        status: Option<Health>,
-        epoch: u64,
-        reason: String,
-        at: DateTime<Utc>,
-    ) {
-        self.history_seq += 1;
-        self.history.push_back(HistoryEntry {
-            seq: self.history_seq,
-            at,
-            pool: pool.to_owned(),
-            server,
-            from,
-            to,
-            status,
-            epoch,
-            reason,
-        });
         while self.history.len() > HISTORY_LEN {
             self.history.pop_front();
         }
