@@ -10,6 +10,8 @@ packages=(
   iproute2 iptables
   # the demo and scripts
   curl ca-certificates
+  # load balancer tests and contrib/ examples (issue 9): HAProxy and its runtime socket
+  haproxy socat
   # benchmarks (bench/)
   sysbench
   valgrind

@@ -14,7 +14,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::wire::transport::{Tcp, Transport};
-use crate::{admin, group, lb, local_servers, metrics, plugin_port, probe, wire};
+use crate::{admin, agent, group, haproxy, lb, local_servers, metrics, plugin_port, probe, wire};
 
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let cfg = Arc::new(cfg);
@@ -42,6 +42,14 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         ),
         None => None,
     };
+    let agent_listener = match &cfg.agent_check_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on agent_check_listen {addr}"))?,
+        ),
+        None => None,
+    };
     let transport: Arc<dyn Transport> = Arc::new(Tcp);
     let group_listener = transport
         .bind(&cfg.group_listen)
@@ -60,15 +68,22 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     tokio::spawn(probes.clone().run());
 
     let shutdown = CancellationToken::new();
+    let lb = lb::Lb {
+        group: group.clone(),
+        probes: probes.clone(),
+    };
+    if let Some(listener) = agent_listener {
+        tokio::spawn(agent::serve(listener, lb.clone(), shutdown.clone()));
+    }
+    for instance in &cfg.haproxy {
+        tokio::spawn(haproxy::Pusher::new(group.clone(), instance.clone()).run(shutdown.clone()));
+    }
     if let Some(listener) = lb_listener {
-        let lb = lb::router(lb::Lb {
-            group: group.clone(),
-            probes: probes.clone(),
-        });
+        let routes = lb::router(lb);
         let lb_shutdown = shutdown.clone();
         tokio::spawn(async move {
             let serve =
-                axum::serve(listener, lb).with_graceful_shutdown(lb_shutdown.cancelled_owned());
+                axum::serve(listener, routes).with_graceful_shutdown(lb_shutdown.cancelled_owned());
             if let Err(e) = serve.await {
                 tracing::error!("load-balancer checks stopped: {e}");
             }

@@ -1,6 +1,7 @@
 //! gcsd's configuration: a TOML file, then command-line overrides, then validation. Unknown keys
 //! are rejected, and every problem is reported in one message.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -35,6 +36,9 @@ admin_listen = "127.0.0.1:2280"
 # Health checks for load balancers (/primary, /replica, /health, /pools/NAME,
 # /servers/HOST:PORT): read-only, may listen on a non-loopback address. Off unless set.
 # lb_listen = "0.0.0.0:2290"
+# HAProxy's agent-check: HAProxy sends its agent-send line ("primary pool=NAME\n", "replica
+# pool=NAME lag=10\n", "health\n"; see the README) and reads "up" or "down". Off unless set.
+# agent_check_listen = "0.0.0.0:2291"
 
 # The group-listen address of any member of an existing group. Used only on the first start
 # (an empty data_dir); without it, the first start creates a new group of one.
@@ -92,6 +96,21 @@ servers = []
 # whose probes time out until FAIL), so that another server can take over at once. Off: no
 # other server is made writable until the hung one answers again and is fenced.
 kill_hung = false
+
+# Push the pools' verdicts into a running HAProxy through its runtime API, on every committed
+# change: the ACTIVE "ready" in writer backends and every other member "maint"; healthy
+# STANDBYs "ready" in reader backends (OK_CRITICAL: "drain"). Read back with "show servers
+# state" every reconcile_ms, so a restarted HAProxy is put right. One [[haproxy]] section per
+# HAProxy instance on this host; none by default.
+# [[haproxy]]
+# socket = "/run/haproxy/admin.sock"     # its "stats socket ... level admin"
+# reconcile_ms = 1000
+# backends = [
+#   { pool = "main", backend = "mysql_writer", role = "primary" },
+#   { pool = "main", backend = "mysql_readers", role = "replica" },
+# ]
+# # Each pool member's server name in those backends.
+# servers = { "10.0.0.11:3306" = "db1", "10.0.0.12:3306" = "db2" }
 "#;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -105,6 +124,7 @@ pub struct Config {
     pub group_advertise: Option<String>,
     pub admin_listen: String,
     pub lb_listen: Option<String>,
+    pub agent_check_listen: Option<String>,
     pub join: Option<String>,
     pub voters: usize,
     pub member_timeout_ms: u64,
@@ -120,6 +140,87 @@ pub struct Config {
     pub shutdown_grace_ms: u64,
     pub fence_after_ms: u64,
     pub probe: ProbeConfig,
+    pub haproxy: Vec<HaproxyConfig>,
+}
+
+/// One `[[haproxy]]` section: an HAProxy instance whose runtime API this member pushes to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HaproxyConfig {
+    /// Its runtime API (a `stats socket ... level admin`).
+    pub socket: PathBuf,
+    /// How often HAProxy's own state is read back and put right.
+    #[serde(default = "default_reconcile_ms")]
+    pub reconcile_ms: u64,
+    pub backends: Vec<BackendMap>,
+    /// Database server (`HOST:PORT`) → its server name in those backends.
+    pub servers: BTreeMap<String, String>,
+}
+
+fn default_reconcile_ms() -> u64 {
+    1000
+}
+
+/// One HAProxy backend that serves a pool in one role.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendMap {
+    pub pool: String,
+    pub backend: String,
+    pub role: pool::push::Role,
+}
+
+/// HAProxy's proxy and server names: letters, digits and `-_.:`.
+fn haproxy_name_problem(what: &str, name: &str) -> Option<String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c));
+    (!ok).then(|| {
+        format!("[[haproxy]] {what} {name:?} is not an HAProxy name (letters, digits, -_.:)")
+    })
+}
+
+impl HaproxyConfig {
+    fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let socket = self.socket.display();
+        if !self.socket.is_absolute() {
+            problems.push(format!(
+                "[[haproxy]] socket {socket:?} must be an absolute path"
+            ));
+        }
+        if self.reconcile_ms == 0 {
+            problems.push(format!(
+                "[[haproxy]] {socket}: reconcile_ms must be 1 or more"
+            ));
+        }
+        if self.backends.is_empty() {
+            problems.push(format!("[[haproxy]] {socket}: backends is empty"));
+        }
+        let mut roles = BTreeMap::new();
+        for b in &self.backends {
+            problems.extend(pool::pool_name_problem(&b.pool));
+            problems.extend(haproxy_name_problem("backend", &b.backend));
+            if roles.insert(&b.backend, (&b.pool, b.role)).is_some() {
+                problems.push(format!(
+                    "[[haproxy]] {socket}: backend {:?} is listed twice",
+                    b.backend
+                ));
+            }
+        }
+        if self.servers.is_empty() {
+            problems.push(format!("[[haproxy]] {socket}: servers is empty"));
+        }
+        for (server, name) in &self.servers {
+            if let Err(e) = pool::parse_addr(server) {
+                problems.push(format!("[[haproxy]] servers: {e}"));
+            }
+            problems.extend(haproxy_name_problem("server name", name));
+        }
+        problems
+    }
 }
 
 /// The `[probe]` section.
@@ -193,6 +294,7 @@ impl Default for Config {
             group_advertise: None,
             admin_listen: "127.0.0.1:2280".into(),
             lb_listen: None,
+            agent_check_listen: None,
             join: None,
             voters: 3,
             member_timeout_ms: 1000,
@@ -208,6 +310,7 @@ impl Default for Config {
             shutdown_grace_ms: 2000,
             fence_after_ms: 500,
             probe: ProbeConfig::default(),
+            haproxy: Vec::new(),
         }
     }
 }
@@ -249,6 +352,9 @@ pub struct Cli {
     /// Health checks for load balancers, IP:port (off unless set).
     #[arg(long)]
     pub lb_listen: Option<String>,
+    /// HAProxy agent-check responder, IP:port (off unless set).
+    #[arg(long)]
+    pub agent_check_listen: Option<String>,
     /// Group-listen address of any member of the group to join (first start only).
     #[arg(long)]
     pub join: Option<String>,
@@ -303,6 +409,7 @@ impl Config {
             group_advertise,
             admin_listen,
             lb_listen,
+            agent_check_listen,
             join,
             voters,
             member_timeout_ms,
@@ -337,6 +444,7 @@ impl Config {
             ("admin_listen", Some(&self.admin_listen)),
             ("group_advertise", self.group_advertise.as_ref()),
             ("lb_listen", self.lb_listen.as_ref()),
+            ("agent_check_listen", self.agent_check_listen.as_ref()),
         ] {
             if let Some(addr) = addr {
                 if addr.parse::<SocketAddr>().is_err() {
@@ -414,6 +522,9 @@ impl Config {
         }
         if let Err(e) = p.servers() {
             problems.push(e);
+        }
+        for h in &self.haproxy {
+            problems.extend(h.problems());
         }
         if problems.is_empty() {
             Ok(())
@@ -512,6 +623,51 @@ mod tests {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         assert_eq!(cfg.probe.password(), Ok(Some("s3cret".into())));
         cfg.validate().unwrap();
+    }
+
+    /// The sample's [[haproxy]] example, uncommented, is valid; each mistake is named.
+    #[test]
+    fn haproxy_sections() {
+        let start = SAMPLE.find("# [[haproxy]]").unwrap();
+        let example: String = SAMPLE[start..]
+            .lines()
+            .map(|l| l.strip_prefix("# ").unwrap_or(l))
+            .filter(|l| !l.starts_with('#'))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let cfg: Config = toml::from_str(&example).expect("the example parses");
+        assert_eq!(cfg.haproxy.len(), 1);
+        assert_eq!(cfg.haproxy[0].backends[1].role, pool::push::Role::Replica);
+        cfg.validate().unwrap();
+        let bad = r#"
+            [[haproxy]]
+            socket = "admin.sock"
+            reconcile_ms = 0
+            backends = [
+              { pool = "main", backend = "w w", role = "primary" },
+              { pool = "main", backend = "r", role = "replica" },
+              { pool = "main", backend = "r", role = "primary" },
+            ]
+            servers = { "db1" = "a/b" }
+        "#;
+        let msg = toml::from_str::<Config>(bad)
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
+        for needle in [
+            "socket \"admin.sock\" must be an absolute path",
+            "reconcile_ms must be 1 or more",
+            "backend \"w w\" is not an HAProxy name",
+            "backend \"r\" is listed twice",
+            "\"db1\" is not HOST:PORT",
+            "server name \"a/b\" is not an HAProxy name",
+        ] {
+            assert!(msg.contains(needle), "{needle} missing in {msg}");
+        }
+        let role = "[[haproxy]]\nsocket = \"/s\"\nbackends = [{ pool = \"m\", backend = \"w\", role = \"writer\" }]\nservers = {}";
+        let err = toml::from_str::<Config>(role).unwrap_err().to_string();
+        assert!(err.contains("unknown variant `writer`"), "{err}");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use pool::verdict::{self, Ask, Refusal};
+use pool::verdict::{self, Ask, Refusal, Request};
 
 use crate::group::Group;
 use crate::pool_api;
@@ -21,9 +21,24 @@ pub struct Lb {
     pub probes: Arc<Probes>,
 }
 
+impl Lb {
+    /// The answer to one check, from the committed pools and this member's last probes.
+    pub fn check(&self, req: &Request) -> Result<String, Refusal> {
+        let state = self.group.state();
+        let locals = self.probes.locals(&state);
+        verdict::check(
+            &state.pools,
+            req,
+            &locals,
+            self.group.vouch_problem().as_deref(),
+        )
+    }
+}
+
 #[derive(serde::Deserialize)]
 struct CheckQuery {
     pool: Option<String>,
+    server: Option<String>,
     lag: Option<u64>,
 }
 
@@ -38,26 +53,29 @@ pub fn router(lb: Lb) -> Router {
 }
 
 async fn primary(State(lb): State<Lb>, Query(q): Query<CheckQuery>) -> Response {
-    answer(&lb, q.pool.as_deref(), &Ask::Primary)
+    answer(&lb, q, Ask::Primary)
 }
 
 async fn replica(State(lb): State<Lb>, Query(q): Query<CheckQuery>) -> Response {
-    answer(&lb, q.pool.as_deref(), &Ask::Replica { max_lag: q.lag })
+    let max_lag = q.lag;
+    answer(&lb, q, Ask::Replica { max_lag })
 }
 
 async fn health(State(lb): State<Lb>, Query(q): Query<CheckQuery>) -> Response {
-    answer(&lb, q.pool.as_deref(), &Ask::Health)
+    answer(&lb, q, Ask::Health)
 }
 
-fn answer(lb: &Lb, pool: Option<&str>, ask: &Ask) -> Response {
-    let state = lb.group.state();
-    let no_quorum = lb.group.quorum_problem().or_else(|| {
-        let lease = lb.group.config().fence_after();
-        (lb.group.lease_age() >= lease)
-            .then(|| format!("no quorum heard for {} ms (the lease)", lease.as_millis()))
-    });
-    let locals = lb.probes.locals(&state);
-    match verdict::check(&state.pools, pool, &locals, no_quorum.as_deref(), ask) {
+fn answer(lb: &Lb, q: CheckQuery, ask: Ask) -> Response {
+    let server = match q.server.as_deref().map(pool::parse_addr).transpose() {
+        Ok(server) => server,
+        Err(why) => return (StatusCode::BAD_REQUEST, format!("{why}\n")).into_response(),
+    };
+    let req = Request {
+        ask,
+        pool: q.pool,
+        server,
+    };
+    match lb.check(&req) {
         Ok(why) => (StatusCode::OK, format!("{why}\n")).into_response(),
         Err(Refusal::UnknownPool(why)) => {
             (StatusCode::NOT_FOUND, format!("{why}\n")).into_response()

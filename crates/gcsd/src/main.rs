@@ -7,9 +7,11 @@
 #![forbid(unsafe_code)]
 
 mod admin;
+mod agent;
 mod app;
 mod config;
 mod group;
+mod haproxy;
 mod identity;
 #[cfg(test)]
 mod in_memory_group_tests;

@@ -151,7 +151,7 @@ pub fn report(state: &GroupState, quorum_problem: Option<String>) -> PoolsReport
                             server: pool::addr(&m.server),
                             kind: m.kind,
                             state: m.state,
-                            status: m.status_override.or(health.map(|h| h.health)),
+                            status: state.pools.status(m),
                             failures: health.map_or(0, |h| h.failures),
                             message,
                             last_probe: health.map(|h| h.last_probe),

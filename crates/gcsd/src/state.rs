@@ -324,7 +324,7 @@ impl GroupState {
                         pool: name.to_owned(),
                         kind: m.kind,
                         state: m.state,
-                        status: m.status_override.or(health.map(|h| h.health)),
+                        status: self.pools.status(m),
                         epoch: pool.epoch,
                         message: m.message.clone(),
                     }),

@@ -25,6 +25,7 @@ mod decide;
 pub mod fence;
 mod health;
 mod ops;
+pub mod push;
 pub mod verdict;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -261,6 +262,14 @@ pub struct Pools {
 }
 
 impl Pools {
+    /// The status shown for a pool member: the operator's while the pool is paused, else the
+    /// last probe's grade (none before its first report).
+    pub fn status(&self, member: &PoolMember) -> Option<Health> {
+        member
+            .status_override
+            .or(self.health.get(&member.server).map(|h| h.health))
+    }
+
     /// The pools `server` belongs to, with its record in each.
     pub fn memberships<'a>(
         &'a self,

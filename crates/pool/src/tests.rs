@@ -979,7 +979,7 @@ fn a_server_joins_its_first_pool_with_a_clean_slate() {
 
 #[test]
 fn load_balancer_checks() {
-    use crate::verdict::{check, Ask, Local, Refusal};
+    use crate::verdict::{check, Ask, Local, Refusal, Request};
     let (mut pools, _) = pool_of(&[A, S]);
     pools.health.insert(db(1), health(Obs::Rw).unwrap());
     pools.health.insert(db(2), health(Obs::Ro).unwrap());
@@ -1090,23 +1090,190 @@ fn load_balancer_checks() {
             true,
         ),
     ];
+    let request = |pool: Option<&str>, ask: Ask| Request {
+        ask,
+        pool: pool.map(str::to_owned),
+        server: None,
+    };
     for (what, pool, locals, no_quorum, ask, want) in rows {
-        let got = check(&pools, pool, &locals, no_quorum, &ask);
+        let got = check(&pools, &request(pool, ask), &locals, no_quorum);
         assert_eq!(pass(got.clone()), want, "{what}: {got:?}");
     }
     assert_eq!(
-        check(&pools, Some("nope"), &[local(1, None)], None, &Ask::Primary),
+        check(
+            &pools,
+            &request(Some("nope"), Ask::Primary),
+            &[local(1, None)],
+            None
+        ),
         Err(Refusal::UnknownPool("no pool named \"nope\"".into()))
+    );
+    // A check about one server of a member with several.
+    let both = [local(1, None), local(2, Some(0))];
+    let about = |n: usize, ask: Ask| Request {
+        server: Some(db(n)),
+        ..request(None, ask)
+    };
+    assert!(check(&pools, &about(1, Ask::Primary), &both, None).is_ok());
+    assert!(check(&pools, &about(2, Ask::Primary), &both, None).is_err());
+    assert!(check(&pools, &about(2, replica(None)), &both, None).is_ok());
+    assert_eq!(
+        check(&pools, &about(3, Ask::Health), &both, None),
+        Err(Refusal::No(format!(
+            "{} is not a server of this member",
+            crate::addr(&db(3))
+        )))
     );
     let silent = Local {
         answered: false,
         ..local(2, None)
     };
-    assert!(check(&pools, None, &[silent], None, &Ask::Health).is_err());
+    assert!(check(&pools, &request(None, Ask::Health), &[silent], None).is_err());
     assert_eq!(
-        check(&pools, None, &[local(2, None)], None, &Ask::Primary),
+        check(
+            &pools,
+            &request(None, Ask::Primary),
+            &[local(2, None)],
+            None
+        ),
         Err(Refusal::No(
             "not the ACTIVE: db2:3306 is STANDBY in app".into()
         ))
     );
+}
+
+/// HAProxy's agent-send lines, and the replies: a role, then options in any order; anything else
+/// is a `down` that says what was expected.
+#[test]
+fn agent_check_lines() {
+    use crate::verdict::{agent_reply, Ask, Refusal, Request};
+    let ok = |line: &str, ask: Ask, pool: Option<&str>, server: Option<usize>| {
+        assert_eq!(
+            Request::parse_agent(line),
+            Ok(Request {
+                ask,
+                pool: pool.map(str::to_owned),
+                server: server.map(db),
+            }),
+            "{line:?}"
+        );
+    };
+    ok("primary\n", Ask::Primary, None, None);
+    ok("primary pool=app", Ask::Primary, Some("app"), None);
+    ok(
+        &format!("replica server={} lag=5 pool=app\r\n", crate::addr(&db(2))),
+        Ask::Replica { max_lag: Some(5) },
+        Some("app"),
+        Some(2),
+    );
+    ok("health", Ask::Health, None, None);
+    for (line, says) in [
+        ("", "empty agent-send line"),
+        ("   \n", "empty agent-send line"),
+        ("writer", "unknown role \"writer\""),
+        ("primary pool=", "unexpected \"pool=\""),
+        ("primary lag=5", "unexpected \"lag=5\""),
+        ("replica lag=soon", "lag=\"soon\" is not a number"),
+        ("primary server=db1", "is not HOST:PORT"),
+        ("primary pool=app extra", "unexpected \"extra\""),
+        ("\u{0}\u{1}garbage\u{7f}", "unknown role"),
+    ] {
+        let err = Request::parse_agent(line).unwrap_err();
+        assert!(err.contains(says), "{line:?}: {err}");
+        assert!(
+            err.contains("expected: primary|replica|health")
+                || err.contains("HOST:PORT")
+                || err.contains("number"),
+            "{err}"
+        );
+    }
+    assert_eq!(
+        agent_reply(&Ok("x is the ACTIVE".into())),
+        "up # x is the ACTIVE\n"
+    );
+    assert_eq!(
+        agent_reply(&Err(Refusal::No("not\nthe ACTIVE".into()))),
+        "down # not the ACTIVE\n"
+    );
+    assert_eq!(
+        agent_reply(&Err(Refusal::UnknownPool("no pool named \"x\"".into()))),
+        "down # no pool named \"x\"\n"
+    );
+    let long = agent_reply(&Err(Refusal::No("y".repeat(1000))));
+    assert!(long.len() < 220 && long.ends_with('\n'), "{long}");
+}
+
+/// What a member pushes into HAProxy for each pool member, by role, state, health and whether
+/// it can vouch for the committed state.
+#[test]
+fn runtime_push_states() {
+    use crate::push::{desired, AdminState::*, Role};
+    let (mut pools, name) = pool_of(&[A, S, S, FON]);
+    let graded = |h: Health| ServerHealth {
+        health: h,
+        ..health(Obs::Ro).unwrap()
+    };
+    pools.health.insert(db(2), graded(Health::OkWarn));
+    pools.health.insert(db(3), graded(Health::OkCritical));
+    pools.health.insert(db(4), graded(Health::Fail));
+    // server, role, vouch, wanted
+    let rows = [
+        (1, Role::Primary, true, Some(Ready)),
+        (1, Role::Primary, false, Some(Maint)),
+        (2, Role::Primary, true, Some(Maint)),
+        (4, Role::Primary, true, Some(Maint)),
+        (1, Role::Replica, true, Some(Maint)),
+        (2, Role::Replica, true, Some(Ready)),
+        (2, Role::Replica, false, Some(Ready)),
+        (3, Role::Replica, true, Some(Drain)),
+        (4, Role::Replica, true, Some(Maint)),
+        (5, Role::Primary, true, None),
+    ];
+    for (n, role, vouch, want) in rows {
+        assert_eq!(
+            desired(&pools, &name, role, &db(n), vouch),
+            want,
+            "db{n} {role:?} vouch={vouch}"
+        );
+    }
+    assert_eq!(desired(&pools, "nope", Role::Primary, &db(1), true), None);
+    // A STANDBY never probed yet takes no reads; one the operator set while paused does.
+    pools.health.remove(&db(2));
+    assert_eq!(
+        desired(&pools, &name, Role::Replica, &db(2), true),
+        Some(Maint)
+    );
+    pools.pools.get_mut("app").unwrap().members[1].status_override = Some(Health::Ok);
+    assert_eq!(
+        desired(&pools, &name, Role::Replica, &db(2), true),
+        Some(Ready)
+    );
+}
+
+/// A failover's push: the old writer is taken out before the new one is let in, and nothing
+/// already right is sent again.
+#[test]
+fn runtime_push_plan() {
+    use crate::push::{plan, AdminState::*};
+    use std::collections::BTreeMap;
+    let map = |rows: &[(&'static str, crate::push::AdminState)]| -> BTreeMap<_, _> {
+        rows.iter().copied().collect()
+    };
+    let current = map(&[("w/db1", Ready), ("w/db2", Maint), ("r/db2", Ready)]);
+    let want = map(&[
+        ("w/db1", Maint),
+        ("w/db2", Ready),
+        ("r/db2", Drain),
+        ("r/db3", Ready),
+    ]);
+    assert_eq!(
+        plan(&want, &current),
+        vec![
+            ("w/db1", Maint),
+            ("r/db2", Drain),
+            ("r/db3", Ready),
+            ("w/db2", Ready)
+        ]
+    );
+    assert!(plan(&want, &want).is_empty());
 }

@@ -4,7 +4,7 @@
 
 use proto::{Health, PoolState, ServerKey};
 
-use crate::{addr, Pools};
+use crate::{addr, parse_addr, pool_name_problem, Pools};
 
 /// What a check asks.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,16 +36,92 @@ pub enum Refusal {
     No(String),
 }
 
-/// Answers `ask` for this member's servers (`locals`), in `pool` or in any pool. `no_quorum`
-/// says why this member cannot vouch for the committed state, if it cannot: then it never
-/// claims a writer.
+/// A whole check: what it asks, about which pool and which of this member's servers (none:
+/// any). The HTTP routes and HAProxy's agent-send line both come down to one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub ask: Ask,
+    pub pool: Option<String>,
+    pub server: Option<ServerKey>,
+}
+
+/// The longest agent-send line read; HAProxy's own are a few words.
+pub const MAX_AGENT_LINE: usize = 512;
+
+impl Request {
+    /// Parses HAProxy's `agent-send` line: a role (`primary`, `replica` or `health`), then any
+    /// of `pool=NAME`, `server=HOST:PORT`, `lag=SECONDS`, separated by spaces, in any order.
+    pub fn parse_agent(line: &str) -> Result<Self, String> {
+        const GRAMMAR: &str =
+            "expected: primary|replica|health [pool=NAME] [server=HOST:PORT] [lag=SECONDS]";
+        let mut words = line.split_ascii_whitespace();
+        let role = words
+            .next()
+            .ok_or_else(|| format!("empty agent-send line; {GRAMMAR}"))?;
+        let mut lag = None;
+        let mut req = Request {
+            ask: match role {
+                "primary" => Ask::Primary,
+                "replica" => Ask::Replica { max_lag: None },
+                "health" => Ask::Health,
+                other => return Err(format!("unknown role {}; {GRAMMAR}", quoted(other))),
+            },
+            pool: None,
+            server: None,
+        };
+        for word in words {
+            match word.split_once('=') {
+                Some(("pool", name)) if pool_name_problem(name).is_none() => {
+                    req.pool = Some(name.to_owned())
+                }
+                Some(("server", server)) => req.server = Some(parse_addr(server)?),
+                Some(("lag", secs)) if matches!(req.ask, Ask::Replica { .. }) => {
+                    lag =
+                        Some(secs.parse::<u64>().map_err(|_| {
+                            format!("lag={} is not a number of seconds", quoted(secs))
+                        })?)
+                }
+                _ => return Err(format!("unexpected {}; {GRAMMAR}", quoted(word))),
+            }
+        }
+        if let Ask::Replica { max_lag } = &mut req.ask {
+            *max_lag = lag;
+        }
+        Ok(req)
+    }
+}
+
+/// `text` for a message: quoted, and cut short if it is long.
+fn quoted(text: &str) -> String {
+    let short: String = text.chars().take(40).collect();
+    format!("{short:?}")
+}
+
+/// HAProxy's agent-check reply to an answer: `up` or `down` (the operational state; the
+/// administrative one, ready/drain/maint, is the runtime push's), then the reason after `#`,
+/// on one line that ends with a newline. An unknown pool is a `down` like any other refusal.
+pub fn agent_reply(answer: &Result<String, Refusal>) -> String {
+    let (word, why) = match answer {
+        Ok(why) => ("up", why),
+        Err(Refusal::UnknownPool(why) | Refusal::No(why)) => ("down", why),
+    };
+    let why: String = why
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(200)
+        .collect();
+    format!("{word} # {why}\n")
+}
+
+/// Answers `req` for this member's servers (`locals`). `no_quorum` says why this member cannot
+/// vouch for the committed state, if it cannot: then it never claims a writer.
 pub fn check(
     pools: &Pools,
-    pool: Option<&str>,
+    req: &Request,
     locals: &[Local],
     no_quorum: Option<&str>,
-    ask: &Ask,
 ) -> Result<String, Refusal> {
+    let pool = req.pool.as_deref();
     if let Some(name) = pool {
         if !pools.pools.contains_key(name) {
             return Err(Refusal::UnknownPool(format!("no pool named {name:?}")));
@@ -53,9 +129,17 @@ pub fn check(
     }
     let in_scope = |name: &str| pool.is_none_or(|p| p == name);
     let no = |why: String| Err(Refusal::No(why));
+    let locals: Vec<&Local> = locals
+        .iter()
+        .filter(|l| req.server.as_ref().is_none_or(|s| *s == l.server))
+        .collect();
+    if let (Some(server), true) = (&req.server, locals.is_empty()) {
+        return no(format!("{} is not a server of this member", addr(server)));
+    }
     if locals.is_empty() {
         return no("this member has no database server".into());
     }
+    let ask = &req.ask;
     match ask {
         Ask::Health => match locals.iter().find(|l| l.answered) {
             Some(l) => Ok(format!("{} answers its probes", addr(&l.server))),
@@ -68,7 +152,7 @@ pub fn check(
             if let Some(why) = no_quorum {
                 return no(format!("this member cannot vouch for the pools: {why}"));
             }
-            for l in locals {
+            for l in &locals {
                 for (name, p, m) in pools.memberships(&l.server) {
                     if in_scope(name) && m.state == PoolState::Active {
                         return Ok(format!(
@@ -79,10 +163,10 @@ pub fn check(
                     }
                 }
             }
-            no(describe(pools, locals, &in_scope, "the ACTIVE"))
+            no(describe(pools, &locals, &in_scope, "the ACTIVE"))
         }
         Ask::Replica { max_lag } => {
-            for l in locals {
+            for l in &locals {
                 let healthy = pools
                     .health
                     .get(&l.server)
@@ -113,7 +197,7 @@ pub fn check(
                     }
                 }
             }
-            no(describe(pools, locals, &in_scope, "a healthy STANDBY"))
+            no(describe(pools, &locals, &in_scope, "a healthy STANDBY"))
         }
     }
 }
@@ -121,7 +205,7 @@ pub fn check(
 /// Why none of `locals` is `wanted`: each one's state in the pools in scope.
 fn describe(
     pools: &Pools,
-    locals: &[Local],
+    locals: &[&Local],
     in_scope: &dyn Fn(&str) -> bool,
     wanted: &str,
 ) -> String {

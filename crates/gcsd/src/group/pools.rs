@@ -18,6 +18,17 @@ impl Group {
         quorum::contact_age(&self.raft_view(), self.me, &self.heard()).unwrap_or(Duration::MAX)
     }
 
+    /// Why this member cannot vouch for the committed pools right now, if it cannot: no quorum,
+    /// or none heard within the lease (another ACTIVE may have been committed since). Such a
+    /// member never tells a load balancer that a server takes writes.
+    pub fn vouch_problem(&self) -> Option<String> {
+        self.quorum_problem().or_else(|| {
+            let lease = self.cfg.fence_after();
+            (self.lease_age() >= lease)
+                .then(|| format!("no quorum heard for {} ms (the lease)", lease.as_millis()))
+        })
+    }
+
     /// Runs for the life of the process.
     pub(super) async fn decide_pools(self: Arc<Self>) {
         let mut applied = self.applied.clone();
