@@ -68,15 +68,27 @@ impl Lab {
     /// `without_plugin`, listed in that gcsd's `[probe] servers`. `probe` is appended to every
     /// gcsd's `[probe]` section.
     pub fn build(n: usize, probe: &str, without_plugin: &[usize]) -> Lab {
-        Lab::assemble(n, probe, without_plugin, None)
+        Lab::assemble(n, probe, without_plugin, None, &|_, _| String::new())
+    }
+
+    /// `n` servers; `member(i, servers)` is appended to gcsd i's config (after its `[probe]`
+    /// section), given every server's `host:port`.
+    pub fn with_member_config(n: usize, member: &dyn Fn(usize, &[String]) -> String) -> Lab {
+        Lab::assemble(n, "", &[], None, member)
     }
 
     /// Three hosts as network namespaces (`tag` names them), gcsd i and server i in host i.
     pub fn in_netns(n: usize, tag: char) -> Lab {
-        Lab::assemble(n, "", &[], Some(Net::new(tag)))
+        Lab::assemble(n, "", &[], Some(Net::new(tag)), &|_, _| String::new())
     }
 
-    fn assemble(n: usize, probe: &str, without_plugin: &[usize], net: Option<Net>) -> Lab {
+    fn assemble(
+        n: usize,
+        probe: &str,
+        without_plugin: &[usize],
+        net: Option<Net>,
+        member: &dyn Fn(usize, &[String]) -> String,
+    ) -> Lab {
         use std::os::unix::fs::PermissionsExt;
         let secrets = tempfile::tempdir().unwrap();
         let pw = secrets.path().join("probe.password");
@@ -103,10 +115,18 @@ impl Lab {
         };
         let configure = |g: Gcsd| {
             let servers = owned(g.id).join(", ");
-            let lb_port = if g.netns.is_some() { 2290 } else { free_port() };
-            let lb = format!("{}:{lb_port}", g.ip);
+            let (lb_port, agent_port) = match g.netns {
+                Some(_) => (2290, 2291),
+                None => (free_port(), free_port()),
+            };
+            let addrs: Vec<String> = (0..n)
+                .map(|i| format!("{}:{}", host(i), dbs[i].port))
+                .collect();
+            let member = member(g.id as usize - 1, &addrs);
+            let ip = g.ip.clone();
             g.with_config(&format!(
-                "lb_listen = \"{lb}\"\n[probe]\nuser = \"gcsd_probe\"\npassword_file = {pw:?}\nservers = [{servers}]\n{probe}\n"
+                "lb_listen = \"{ip}:{lb_port}\"\nagent_check_listen = \"{ip}:{agent_port}\"\n\
+                 [probe]\nuser = \"gcsd_probe\"\npassword_file = {pw:?}\nservers = [{servers}]\n{probe}\n{member}\n"
             ))
         };
         let gcsds = match &net {
@@ -216,14 +236,33 @@ impl Lab {
         });
     }
 
+    /// The address gcsd `m` listens on for `key` (`lb_listen`, `agent_check_listen`).
+    pub fn listen(&self, m: usize, key: &str) -> String {
+        let prefix = format!("{key} = \"");
+        self.gcsds[m]
+            .extra_config
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|l| l.strip_suffix('"'))
+            .unwrap_or_else(|| panic!("every lab gcsd has {key}"))
+            .to_owned()
+    }
+
+    /// An agent-check at gcsd `m`, as HAProxy makes it: `line` sent, one reply line read.
+    pub fn agent_check(&self, m: usize, line: &[u8]) -> String {
+        use std::io::{Read, Write};
+        let addr = self.listen(m, "agent_check_listen");
+        let mut conn = std::net::TcpStream::connect(&addr).expect("agent_check_listen answers");
+        conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        conn.write_all(line).unwrap();
+        let mut reply = String::new();
+        conn.read_to_string(&mut reply).unwrap();
+        reply
+    }
+
     /// A health check at gcsd `m`'s `lb_listen`: (HTTP status, body).
     pub fn lb_check(&self, m: usize, path: &str) -> (u16, String) {
-        let config = &self.gcsds[m].extra_config;
-        let addr = config
-            .lines()
-            .find_map(|l| l.strip_prefix("lb_listen = \""))
-            .and_then(|l| l.strip_suffix('"'))
-            .expect("every lab gcsd has lb_listen");
+        let addr = self.listen(m, "lb_listen");
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .timeout_global(Some(Duration::from_secs(5)))
             .http_status_as_error(false)
@@ -828,12 +867,17 @@ fn isolated_active_host_fences_itself_and_the_majority_takes_over() {
     let _turn = one_at_a_time();
     let (mut lab, sampler) = Lab::in_netns(2, 'i').with_pool(1);
     let isolated = Instant::now();
+    let agent = |lab: &Lab| lab.agent_check(0, b"primary pool=app\n");
     assert_eq!(lab.lb_check(0, "/primary").0, 200);
+    assert!(agent(&lab).starts_with("up # "));
     lab.net.as_mut().expect("in namespaces").isolate(0);
     wait_for(
-        "the isolated member to stop claiming the ACTIVE",
+        "the isolated member to stop claiming the ACTIVE (HTTP and agent-check)",
         WITHIN,
-        || (lab.lb_check(0, "/primary").0 == 503).then_some(()),
+        || {
+            (lab.lb_check(0, "/primary").0 == 503 && agent(&lab).starts_with("down # "))
+                .then_some(())
+        },
     );
     let unclaimed_after = isolated.elapsed();
     wait_for("the isolated ACTIVE to fence itself", WITHIN, || {
@@ -842,7 +886,7 @@ fn isolated_active_host_fences_itself_and_the_majority_takes_over() {
     let fenced_after = isolated.elapsed();
     assert!(
         unclaimed_after < Duration::from_millis(1000),
-        "its /primary said 200 for {unclaimed_after:?} after the cut"
+        "its /primary or agent-check claimed the ACTIVE for {unclaimed_after:?} after the cut"
     );
     wait_for("the SECONDARY to take writes", WITHIN, || {
         lab.app_insert(1).ok()
@@ -1440,3 +1484,6 @@ fn isolation_benchmark() {
     );
     assert!(double.is_empty(), "two writable at {double:?}");
 }
+
+#[path = "pools/haproxy.rs"]
+mod haproxy;
