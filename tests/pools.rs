@@ -8,6 +8,8 @@
 
 mod common;
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -1487,3 +1489,6 @@ fn isolation_benchmark() {
 
 #[path = "pools/haproxy.rs"]
 mod haproxy;
+
+#[path = "pools/hooks.rs"]
+mod hooks;

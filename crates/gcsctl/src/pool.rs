@@ -148,6 +148,9 @@ pub fn render_history(report: &HistoryReport) -> String {
             e.epoch,
             e.reason
         ));
+        if !e.hook.is_empty() {
+            out.push_str(&format!("    hook: {}\n", e.hook));
+        }
     }
     out
 }

@@ -97,6 +97,19 @@ servers = []
 # other server is made writable until the hung one answers again and is fenced.
 kill_hung = false
 
+# Executables run by the group on pool transitions. Configure the same on every member: the
+# leader runs them, and the history says which member ran each one and what came of it.
+[hooks]
+# Run once per committed transition (exactly once in the group, in commit order), with the
+# transition in GCS_* environment variables (see the README). Its outcome shows in
+# "gcsctl history" and ISIS2IS_HISTORY; its output is logged.
+# on_transition = "/usr/local/lib/gcsd/on-transition"
+# Run before the group makes a server ACTIVE by itself (failover, instatement); a non-zero exit
+# or a timeout vetoes that promotion (for external fencing). Tried again every second.
+# pre_promote = "/usr/local/lib/gcsd/pre-promote"
+# Each run is killed (its whole process group) after this long.
+timeout_ms = 5000
+
 # Push the pools' verdicts into a running HAProxy through its runtime API, on every committed
 # change: the ACTIVE "ready" in writer backends and every other member "maint"; healthy
 # STANDBYs "ready" in reader backends (OK_CRITICAL: "drain"). Read back with "show servers
@@ -140,7 +153,64 @@ pub struct Config {
     pub shutdown_grace_ms: u64,
     pub fence_after_ms: u64,
     pub probe: ProbeConfig,
+    pub hooks: HooksConfig,
     pub haproxy: Vec<HaproxyConfig>,
+}
+
+/// The `[hooks]` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HooksConfig {
+    pub on_transition: Option<PathBuf>,
+    pub pre_promote: Option<PathBuf>,
+    pub timeout_ms: u64,
+}
+
+impl Default for HooksConfig {
+    fn default() -> Self {
+        HooksConfig {
+            on_transition: None,
+            pre_promote: None,
+            timeout_ms: 5000,
+        }
+    }
+}
+
+impl HooksConfig {
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+
+    fn problems(&self) -> Vec<String> {
+        use std::os::unix::fs::PermissionsExt;
+        let mut problems = Vec::new();
+        if self.timeout_ms == 0 {
+            problems.push("[hooks] timeout_ms must be 1 or more".to_owned());
+        }
+        for (key, path) in [
+            ("on_transition", &self.on_transition),
+            ("pre_promote", &self.pre_promote),
+        ] {
+            let Some(path) = path else { continue };
+            let shown = path.display();
+            if !path.is_absolute() {
+                problems.push(format!("[hooks] {key} {shown:?} must be an absolute path"));
+                continue;
+            }
+            match std::fs::metadata(path) {
+                Err(e) => problems.push(format!("[hooks] {key} {shown}: {e}")),
+                Ok(m) if !m.is_file() => {
+                    problems.push(format!("[hooks] {key} {shown} is not a file"))
+                }
+                Ok(m) if m.permissions().mode() & 0o111 == 0 => problems.push(format!(
+                    "[hooks] {key} {shown} is not executable (mode {:04o}; chmod +x it)",
+                    m.permissions().mode() & 0o7777
+                )),
+                Ok(_) => {}
+            }
+        }
+        problems
+    }
 }
 
 /// One `[[haproxy]]` section: an HAProxy instance whose runtime API this member pushes to.
@@ -310,6 +380,7 @@ impl Default for Config {
             shutdown_grace_ms: 2000,
             fence_after_ms: 500,
             probe: ProbeConfig::default(),
+            hooks: HooksConfig::default(),
             haproxy: Vec::new(),
         }
     }
@@ -523,6 +594,7 @@ impl Config {
         if let Err(e) = p.servers() {
             problems.push(e);
         }
+        problems.extend(self.hooks.problems());
         for h in &self.haproxy {
             problems.extend(h.problems());
         }
@@ -668,6 +740,35 @@ mod tests {
         let role = "[[haproxy]]\nsocket = \"/s\"\nbackends = [{ pool = \"m\", backend = \"w\", role = \"writer\" }]\nservers = {}";
         let err = toml::from_str::<Config>(role).unwrap_err().to_string();
         assert!(err.contains("unknown variant `writer`"), "{err}");
+    }
+
+    #[test]
+    fn hooks_must_be_executable_files() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("hook");
+        std::fs::write(&script, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let mut cfg = Config::default();
+        cfg.hooks.on_transition = Some(script.clone());
+        cfg.hooks.pre_promote = Some(dir.path().join("nope"));
+        let msg = cfg.validate().unwrap_err().to_string();
+        for needle in [
+            "is not executable (mode 0644; chmod +x it)",
+            "pre_promote",
+            "No such file or directory",
+        ] {
+            assert!(msg.contains(needle), "{needle} missing in {msg}");
+        }
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        cfg.hooks.pre_promote = Some("relative".into());
+        let msg = cfg.validate().unwrap_err().to_string();
+        assert!(
+            msg.contains("pre_promote \"relative\" must be an absolute path"),
+            "{msg}"
+        );
+        cfg.hooks.pre_promote = None;
+        cfg.validate().unwrap();
     }
 
     #[test]

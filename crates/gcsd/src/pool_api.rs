@@ -182,6 +182,7 @@ pub fn history(state: &GroupState, pool: Option<&str>) -> HistoryReport {
                 status: e.status,
                 epoch: e.epoch,
                 reason: e.reason.clone(),
+                hook: e.hook.describe(),
             })
             .collect(),
     }

@@ -24,6 +24,7 @@
 mod decide;
 pub mod fence;
 mod health;
+pub mod hooks;
 mod ops;
 pub mod push;
 pub mod verdict;
@@ -37,6 +38,7 @@ use serde::{Deserialize, Serialize};
 
 pub use decide::{decide, Seen};
 pub use health::{caught_up, grade, Judge, Probe, ProbeFacts, ReplicaFacts};
+pub use hooks::{HookDuty, HookState, HookStep};
 pub use ops::{PoolCommand, RecoverTarget, SettingChange};
 
 pub use proto::{MAX_MESSAGE, MAX_POOL_NAME};
@@ -248,6 +250,9 @@ pub struct HistoryEntry {
     pub status: Option<Health>,
     pub epoch: u64,
     pub reason: String,
+    /// The transition's hook ([`hooks`]).
+    #[serde(default)]
+    pub hook: HookState,
 }
 
 /// Every pool, every probed server's health, and the recent transitions: the part of the

@@ -11,8 +11,9 @@ use proto::{Health, PoolState, PoolType, ServerKey};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    addr, bounded_message, messages, pool_name_problem, Handover, HandoverKind, HistoryEntry, Pool,
-    PoolMember, Pools, ServerHealth, Settings, HISTORY_LEN, MAX_POOL_MEMBERS,
+    addr, bounded_message, messages, pool_name_problem, Handover, HandoverKind, HistoryEntry,
+    HookState, HookStep, Pool, PoolMember, Pools, ServerHealth, Settings, HISTORY_LEN,
+    MAX_POOL_MEMBERS,
 };
 
 /// One change of a pool's settings (`gcsctl pool set NAME KEY=VALUE`).
@@ -120,6 +121,20 @@ pub enum PoolCommand {
     Pause {
         name: String,
         paused: bool,
+        at: DateTime<Utc>,
+    },
+    /// A remark in the history about one pool member that changes nothing (a vetoed promotion).
+    Note {
+        name: String,
+        server: ServerKey,
+        reason: String,
+        at: DateTime<Utc>,
+    },
+    /// A step of a history entry's hook, by `member` ([`crate::hooks`]).
+    Hook {
+        seq: u64,
+        member: u64,
+        step: HookStep,
         at: DateTime<Utc>,
     },
     /// `gcsctl set` (only while paused).
@@ -271,6 +286,38 @@ impl Pools {
                     "automation resumed"
                 };
                 self.commit(name, next, *at, why)
+            }
+            PoolCommand::Hook {
+                seq,
+                member,
+                step,
+                at,
+            } => self.hook_step(*seq, *member, *at, step),
+            PoolCommand::Note {
+                name,
+                server,
+                reason,
+                at,
+            } => {
+                let pool = self.pool(name)?;
+                let state = pool
+                    .member(server)
+                    .ok_or_else(|| not_member(server, name))?
+                    .state;
+                let epoch = pool.epoch;
+                self.push_history(HistoryEntry {
+                    seq: 0,
+                    at: *at,
+                    pool: name.clone(),
+                    server: server.clone(),
+                    from: Some(state),
+                    to: Some(state),
+                    status: self.health.get(server).map(|h| h.health),
+                    epoch,
+                    reason: bounded_message(reason),
+                    hook: HookState::None,
+                });
+                Ok(())
             }
             PoolCommand::ManualSet {
                 name,
@@ -468,9 +515,8 @@ impl Pools {
             );
         }
         for (server, from, to, reason) in entries {
-            self.history_seq += 1;
-            self.history.push_back(HistoryEntry {
-                seq: self.history_seq,
+            self.push_history(HistoryEntry {
+                seq: 0,
                 at,
                 pool: name.to_owned(),
                 status: self.health.get(&server).map(|h| h.health),
@@ -483,8 +529,21 @@ impl Pools {
                 } else {
                     reason
                 },
+                hook: if from == to {
+                    HookState::None
+                } else {
+                    HookState::Pending
+                },
             });
         }
+    }
+
+    /// Appends `entry` with the next sequence number, dropping the oldest beyond
+    /// [`HISTORY_LEN`].
+    fn push_history(&mut self, mut entry: HistoryEntry) {
+        self.history_seq += 1;
+        entry.seq = self.history_seq;
+        self.history.push_back(entry);
         while self.history.len() > HISTORY_LEN {
             self.history.pop_front();
         }

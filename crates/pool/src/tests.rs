@@ -1277,3 +1277,217 @@ fn runtime_push_plan() {
     );
     assert!(plan(&want, &want).is_empty());
 }
+
+/// A pool whose ACTIVE failed over: two transitions, each with a pending hook.
+fn failed_over() -> Pools {
+    let (mut pools, _) = pool_of(&[A, S]);
+    assert!(pools
+        .history
+        .iter()
+        .all(|e| e.hook == crate::HookState::Pending));
+    for e in &mut pools.history {
+        e.hook = crate::HookState::None;
+    }
+    let mut next = pools.pools["app"].clone();
+    next.members[0].state = FOFF;
+    next.members[1].state = A;
+    pools
+        .apply(&PoolCommand::Decided {
+            name: "app".into(),
+            revision: next.revision,
+            next,
+            at: at(5),
+        })
+        .unwrap();
+    pools
+}
+
+fn hook(pools: &mut Pools, seq: u64, member: u64, step: crate::HookStep) -> Result<(), String> {
+    pools.apply(&PoolCommand::Hook {
+        seq,
+        member,
+        step,
+        at: at(6),
+    })
+}
+
+/// Hooks: which duty the leader has, by the entries' hook states.
+#[test]
+fn hook_duties() {
+    use crate::hooks::duties;
+    use crate::{HookDuty, HookState, HookStep::*};
+    use std::time::Duration;
+    let mut pools = failed_over();
+    let seqs: Vec<u64> = pools
+        .history
+        .iter()
+        .filter(|e| e.hook == HookState::Pending)
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(seqs.len(), 2, "{:?}", pools.history);
+    let (first, second) = (seqs[0], seqs[1]);
+    let patience = Duration::from_secs(7);
+    let up = |_: u64| false;
+    let down = |m: u64| m == 1;
+    let d = |p: &Pools, me, configured, here, is_down: &dyn Fn(u64) -> bool, secs| {
+        duties(p, me, configured, here, is_down, at(secs), patience)
+    };
+    assert_eq!(
+        d(&pools, 2, true, None, &up, 6),
+        vec![HookDuty::Run(first)],
+        "one at a time, in order"
+    );
+    assert_eq!(
+        d(&pools, 2, false, None, &up, 6),
+        vec![HookDuty::Skip(first), HookDuty::Skip(second)]
+    );
+
+    hook(&mut pools, first, 1, Claim).unwrap();
+    assert!(hook(&mut pools, first, 2, Claim).is_err(), "a second claim");
+    assert_eq!(
+        d(&pools, 1, true, Some(first), &up, 7),
+        vec![],
+        "running here"
+    );
+    assert_eq!(
+        d(&pools, 1, true, None, &up, 7),
+        vec![HookDuty::Abandon { seq: first, by: 1 }],
+        "claimed here before a restart"
+    );
+    assert_eq!(
+        d(&pools, 2, true, None, &up, 7),
+        vec![],
+        "the old leader may still report"
+    );
+    assert_eq!(
+        d(&pools, 2, true, None, &down, 7),
+        vec![HookDuty::Abandon { seq: first, by: 1 }]
+    );
+    assert_eq!(
+        d(&pools, 2, true, None, &up, 20),
+        vec![HookDuty::Abandon { seq: first, by: 1 }],
+        "silent past its timeout"
+    );
+
+    assert!(
+        hook(
+            &mut pools,
+            first,
+            2,
+            Finish {
+                ok: true,
+                outcome: "x".into()
+            }
+        )
+        .is_err(),
+        "not its claim"
+    );
+    hook(&mut pools, first, 1, Abandon { by: 1 }).unwrap();
+    assert!(
+        hook(
+            &mut pools,
+            first,
+            1,
+            Finish {
+                ok: true,
+                outcome: "late".into()
+            }
+        )
+        .is_err(),
+        "a report after the abandon is refused"
+    );
+    let e = pools.history.iter().find(|e| e.seq == first).unwrap();
+    assert_eq!(
+        e.hook.describe(),
+        "interrupted: member 1 stopped before it reported; not run again"
+    );
+    assert_eq!(
+        d(&pools, 2, true, None, &up, 8),
+        vec![HookDuty::Run(second)]
+    );
+    hook(&mut pools, second, 2, Claim).unwrap();
+    hook(
+        &mut pools,
+        second,
+        2,
+        Finish {
+            ok: false,
+            outcome: "exit 3".into(),
+        },
+    )
+    .unwrap();
+    assert_eq!(d(&pools, 2, true, None, &up, 9), vec![]);
+    assert!(hook(&mut pools, second, 2, Skip).is_err());
+    assert!(hook(&mut pools, 999, 2, Claim).is_err());
+}
+
+/// Leaders that come and go at every step: every transition's hook ends `Done`, and none is
+/// run twice (each run needs a granted claim, and a claim is granted once).
+#[test]
+fn hooks_run_at_most_once_and_none_is_skipped_across_leader_changes() {
+    use crate::hooks::duties;
+    use crate::{HookDuty, HookState, HookStep};
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+    for crash_every in 1..6u64 {
+        let mut pools = failed_over();
+        let mut runs: BTreeMap<u64, u32> = BTreeMap::new();
+        let (mut leader, mut running, mut step) = (1u64, None::<u64>, 0u64);
+        let mut down = vec![];
+        while pools
+            .history
+            .iter()
+            .any(|e| !matches!(e.hook, HookState::Done { .. } | HookState::None))
+        {
+            step += 1;
+            assert!(step < 100, "no progress: {:?}", pools.history);
+            if step % crash_every == 0 {
+                // The leader dies (its running hook, if any, with it); the next one takes over.
+                down.push(leader);
+                leader = leader % 3 + 1;
+                running = None;
+            }
+            let is_down = |m: u64| down.contains(&m) && m != leader;
+            if let Some(seq) = running.take() {
+                hook(
+                    &mut pools,
+                    seq,
+                    leader,
+                    HookStep::Finish {
+                        ok: true,
+                        outcome: "ok".into(),
+                    },
+                )
+                .unwrap();
+                continue;
+            }
+            let now = at(10 + step as i64);
+            for duty in duties(
+                &pools,
+                leader,
+                true,
+                running,
+                &is_down,
+                now,
+                Duration::from_secs(5),
+            ) {
+                match duty {
+                    HookDuty::Run(seq) => {
+                        if hook(&mut pools, seq, leader, HookStep::Claim).is_ok() {
+                            *runs.entry(seq).or_default() += 1;
+                            running = Some(seq);
+                        }
+                    }
+                    HookDuty::Abandon { seq, by } => {
+                        hook(&mut pools, seq, leader, HookStep::Abandon { by }).unwrap()
+                    }
+                    HookDuty::Skip(_) => unreachable!("configured"),
+                }
+            }
+        }
+        assert!(
+            runs.values().all(|&n| n == 1),
+            "crash every {crash_every}: {runs:?}"
+        );
+    }
+}

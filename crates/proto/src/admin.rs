@@ -124,6 +124,10 @@ pub struct HistoryRow {
     pub status: Option<Health>,
     pub epoch: u64,
     pub reason: String,
+    /// What came of the transition's hook: empty when none runs for it, `pending`, `running
+    /// on member N`, or its outcome.
+    #[serde(default)]
+    pub hook: String,
 }
 
 /// `POST /pools`: an operator's pool command. Servers are `host:port`; settings `KEY=VALUE`.

@@ -7,6 +7,7 @@
 //! member-to-member listener is not the group's: `app` binds it and serves it with
 //! `wire::server`.
 
+mod hooks;
 mod leader;
 mod membership;
 mod pools;
@@ -150,6 +151,7 @@ impl Group {
         tokio::spawn(self.clone().publish_serverlist());
         tokio::spawn(self.clone().lead());
         tokio::spawn(self.clone().decide_pools());
+        tokio::spawn(self.clone().run_hooks());
         Ok(())
     }
 

@@ -5,8 +5,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use std::collections::HashMap;
+
 use chrono::Utc;
-use pool::PoolCommand;
+use pool::{Pool, PoolCommand, PoolMember};
+use proto::{PoolState, ServerKey};
 
 use super::{quorum, Group};
 use crate::state::{Applied, Command};
@@ -33,6 +36,8 @@ impl Group {
     pub(super) async fn decide_pools(self: Arc<Self>) {
         let mut applied = self.applied.clone();
         let tick = Duration::from_millis(self.cfg.raft_heartbeat_ms);
+        // Promotions pre_promote vetoed: not tried again before the instant; the last outcome.
+        let mut vetoed: HashMap<(String, ServerKey), (Instant, String)> = HashMap::new();
         loop {
             tokio::select! {
                 r = applied.changed() => if r.is_err() { return },
@@ -49,6 +54,37 @@ impl Group {
                     .pool_decision_seconds
                     .observe(started.elapsed().as_secs_f64());
                 let Some(next) = decided else { continue };
+                if let Some(promoted) = promotion(current, &next) {
+                    let key = (name.clone(), promoted.server.clone());
+                    if vetoed
+                        .get(&key)
+                        .is_some_and(|(until, _)| Instant::now() < *until)
+                    {
+                        continue;
+                    }
+                    let env = promote_env(name, current, promoted);
+                    if let Err(veto) = self.pre_promote(&env).await {
+                        let outcome = veto.outcome;
+                        let again = vetoed.get(&key).is_some_and(|(_, last)| *last == veto.gist);
+                        vetoed.insert(key, (Instant::now() + VETO_RETRY, veto.gist));
+                        tracing::warn!(pool = %name, server = %pool::addr(&promoted.server), "pre_promote vetoed the promotion: {outcome}");
+                        if !again {
+                            let note = Command::Pool(Box::new(PoolCommand::Note {
+                                name: name.clone(),
+                                server: promoted.server.clone(),
+                                reason: format!(
+                                    "Promotion to ACTIVE vetoed by pre_promote: {outcome}"
+                                ),
+                                at: Utc::now(),
+                            }));
+                            if let Err(e) = self.propose_here(note).await {
+                                tracing::debug!("cannot record the veto: {e}");
+                            }
+                        }
+                        continue;
+                    }
+                    vetoed.remove(&key);
+                }
                 for (before, after) in current.members.iter().zip(&next.members) {
                     if before.state != after.state {
                         tracing::info!(
@@ -75,4 +111,41 @@ impl Group {
             }
         }
     }
+}
+
+/// How soon a vetoed promotion is tried again.
+const VETO_RETRY: Duration = Duration::from_secs(1);
+
+/// The member `next` makes ACTIVE that `current` did not have ACTIVE, if any.
+fn promotion<'a>(current: &Pool, next: &'a Pool) -> Option<&'a PoolMember> {
+    next.members.iter().find(|m| {
+        m.state == PoolState::Active
+            && current.member(&m.server).map(|c| c.state) != Some(PoolState::Active)
+    })
+}
+
+/// The environment of `pre_promote`.
+fn promote_env(name: &str, current: &Pool, promoted: &PoolMember) -> Vec<(String, String)> {
+    vec![
+        ("GCS_EVENT".into(), "pre_promote".into()),
+        ("GCS_POOL".into(), name.to_owned()),
+        ("GCS_SERVER".into(), pool::addr(&promoted.server)),
+        (
+            "GCS_OLD_ACTIVE".into(),
+            current
+                .active()
+                .map(|m| pool::addr(&m.server))
+                .unwrap_or_default(),
+        ),
+        (
+            "GCS_OLD_STATE".into(),
+            current
+                .member(&promoted.server)
+                .map(|m| m.state.to_string())
+                .unwrap_or_default(),
+        ),
+        ("GCS_NEW_STATE".into(), PoolState::Active.to_string()),
+        ("GCS_EPOCH".into(), (current.epoch + 1).to_string()),
+        ("GCS_REASON".into(), promoted.message.clone()),
+    ]
 }
