@@ -18,6 +18,7 @@ namespace Show {
 #define GCS_FIELD(name, kind, width, nullable) \
   Column(name, GCS_TYPE_##kind(width), (nullable) ? NULLABLE : NOT_NULL),
 static ST_FIELD_INFO isis2is_fields[] = {GCS_ISIS2IS_COLUMNS(GCS_FIELD) CEnd()};
+static ST_FIELD_INFO isis2is_history_fields[] = {GCS_ISIS2IS_HISTORY_COLUMNS(GCS_FIELD) CEnd()};
 #undef GCS_FIELD
 }  // namespace Show
 
@@ -28,8 +29,10 @@ namespace {
 #define GCS_IS_TEXT(name, kind, width, nullable) GCS_IS_TEXT_##kind,
 // Whether each column holds text (else a number), in table order.
 constexpr bool is_text[] = {GCS_ISIS2IS_COLUMNS(GCS_IS_TEXT)};
+constexpr bool history_is_text[] = {GCS_ISIS2IS_HISTORY_COLUMNS(GCS_IS_TEXT)};
 #undef GCS_IS_TEXT
 static_assert(sizeof(is_text) == GCS_ISIS2IS_COLUMN_COUNT, "one kind per column");
+static_assert(sizeof(history_is_text) == GCS_ISIS2IS_HISTORY_COLUMN_COUNT, "one kind per column");
 
 static_assert(sizeof(gcs_value) == GCS_SIZEOF_GCS_VALUE, "gcs_value size");
 static_assert(offsetof(gcs_row, ascii) == GCS_SIZEOF_GCS_VALUE * GCS_ISIS2IS_COLUMN_COUNT,
@@ -58,26 +61,36 @@ void store_text(Field *f, const gcs_value &text, bool ascii) {
   memcpy(f->ptr + v->length_bytes, text.ptr, len);
 }
 
-// Every column is set on every row, so the record is reset once per fill, not once per row
-// (the reset copies the whole record, about 2.7 KB).
-extern "C" int emit_row(void *ctx, const gcs_row *row) {
-  FillContext *fill = static_cast<FillContext *>(ctx);
+// Sets the `count` fields of the current record from `cols` and stores the record. Every
+// column is set on every row, so the record is reset once per fill, not once per row (the reset
+// copies the whole record, about 2.7 KB).
+int store_row(FillContext *fill, const gcs_value *cols, const bool *text, int count, bool ascii) {
   TABLE *table = fill->table;
-  bool ascii = row->ascii != 0;
-  for (int i = 0; i < GCS_ISIS2IS_COLUMN_COUNT; i++) {
+  for (int i = 0; i < count; i++) {
     Field *f = table->field[i];
-    const gcs_value &value = row->cols[i];
+    const gcs_value &value = cols[i];
     if (value.is_null) {
       f->set_null();
       continue;
     }
     f->set_notnull();
-    if (is_text[i])
+    if (text[i])
       store_text(f, value, ascii);
     else
       f->store(static_cast<longlong>(value.n), true);
   }
   return schema_table_store_record(fill->thd, table) ? 1 : 0;
+}
+
+extern "C" int emit_row(void *ctx, const gcs_row *row) {
+  return store_row(static_cast<FillContext *>(ctx), row->cols, is_text, GCS_ISIS2IS_COLUMN_COUNT,
+                   row->ascii != 0);
+}
+
+// History rows are few and may hold any text: every text goes through Field::store.
+extern "C" int emit_history_row(void *ctx, const gcs_value *cols) {
+  return store_row(static_cast<FillContext *>(ctx), cols, history_is_text,
+                   GCS_ISIS2IS_HISTORY_COLUMN_COUNT, false);
 }
 
 // Readable by every user, like INFORMATION_SCHEMA.ENGINES: the point of the table is that any
@@ -89,11 +102,25 @@ int isis2is_fill(THD *thd, TABLE_LIST *tables, COND *) {
   return gcs_isis2is_rows(&ctx, emit_row);
 }
 
+// Readable by every user, as ISIS2IS: the same cluster, told over time.
+int isis2is_history_fill(THD *thd, TABLE_LIST *tables, COND *) {
+  FillContext ctx{thd, tables->table};
+  restore_record(ctx.table, s->default_values);
+  return gcs_isis2is_history_rows(&ctx, emit_history_row);
+}
+
 }  // namespace
 
 extern "C" int gcs_shim_isis2is_init(void *p) {
   ST_SCHEMA_TABLE *schema = static_cast<ST_SCHEMA_TABLE *>(p);
   schema->fields_info = Show::isis2is_fields;
   schema->fill_table = isis2is_fill;
+  return 0;
+}
+
+extern "C" int gcs_shim_isis2is_history_init(void *p) {
+  ST_SCHEMA_TABLE *schema = static_cast<ST_SCHEMA_TABLE *>(p);
+  schema->fields_info = Show::isis2is_history_fields;
+  schema->fill_table = isis2is_history_fill;
   return 0;
 }

@@ -27,6 +27,8 @@ extern "C" {
 /* The columns of INFORMATION_SCHEMA.ISIS2IS (GCS_ISIS2IS_COLUMNS, GCS_ISIS2IS_COLUMN_COUNT),
    written by build.rs from the one column list, isis2d::table::Column. */
 #include "isis2is_columns.h"
+/* The same for INFORMATION_SCHEMA.ISIS2IS_HISTORY (isis2d::history::HistoryColumn). */
+#include "isis2is_history_columns.h"
 
 /* One value of a row: SQL NULL if is_null; else, in a TEXT column, n bytes at ptr (not
    NUL-terminated), in a UINT column the number n. */
@@ -46,6 +48,9 @@ typedef struct gcs_row {
 
 /* Stores one row; returns non-zero to stop (the server could not store it). */
 typedef int (*gcs_emit_fn)(void *ctx, const gcs_row *row);
+/* Stores one row of ISIS2IS_HISTORY: GCS_ISIS2IS_HISTORY_COLUMN_COUNT values in table order,
+   valid only during the call; returns non-zero to stop. */
+typedef int (*gcs_emit_values_fn)(void *ctx, const gcs_value *cols);
 
 /* Log levels for gcs_shim_log. */
 #define GCS_LOG_NOTE 0
@@ -56,6 +61,8 @@ typedef int (*gcs_emit_fn)(void *ctx, const gcs_row *row);
 
 /* INFORMATION_SCHEMA plugin init: fills in the ST_SCHEMA_TABLE the server passes. */
 int gcs_shim_isis2is_init(void *schema_table);
+/* The same for INFORMATION_SCHEMA.ISIS2IS_HISTORY. */
+int gcs_shim_isis2is_history_init(void *schema_table);
 /* This server's TCP port (0 if it listens on no port). */
 unsigned int gcs_shim_server_port(void);
 /* This server's host name as it reports itself. */
@@ -70,6 +77,8 @@ void gcs_shim_log(int level, const char *message);
 /* Emits the current ISIS2IS rows from the cached serverlist. No I/O, no waiting. Returns the
    first non-zero result of emit, else 0. */
 int gcs_isis2is_rows(void *ctx, gcs_emit_fn emit);
+/* Emits the current ISIS2IS_HISTORY rows from the cached history. No I/O, no waiting. */
+int gcs_isis2is_history_rows(void *ctx, gcs_emit_values_fn emit);
 
 #ifdef __cplusplus
 }

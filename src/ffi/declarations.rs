@@ -11,7 +11,9 @@ use std::time::Duration;
 use proto::{Role, ServerKey};
 
 use super::types::*;
-use super::{guarded, isis2d_deinit, isis2d_init, isis2is_deinit, isis2is_init};
+use super::{
+    guarded, isis2d_deinit, isis2d_init, isis2is_deinit, isis2is_history_init, isis2is_init,
+};
 use isis2d::link::{Settings, Stats};
 
 // ---- services ----
@@ -302,6 +304,15 @@ extern "C" fn isis2is_deinit_entry(_schema_table: *mut c_void) -> c_int {
     guarded(1, isis2is_deinit)
 }
 
+extern "C" fn isis2is_history_init_entry(schema_table: *mut c_void) -> c_int {
+    guarded(1, || isis2is_history_init(schema_table))
+}
+
+/// It keeps nothing of its own; ISIS2IS's deinit releases what both share.
+extern "C" fn isis2is_history_deinit_entry(_schema_table: *mut c_void) -> c_int {
+    guarded(1, isis2is_deinit)
+}
+
 // ---- declarations ----
 
 static DAEMON_INFO: DaemonInfo = DaemonInfo {
@@ -380,6 +391,12 @@ declare_plugins! {
         MYSQL_INFORMATION_SCHEMA_PLUGIN, &ISIS2IS_INFO, c"ISIS2IS",
         c"INFORMATION_SCHEMA.ISIS2IS: the cluster's servers and their health",
         isis2is_init_entry, isis2is_deinit_entry,
+        null(), null()
+    }
+    {
+        MYSQL_INFORMATION_SCHEMA_PLUGIN, &ISIS2IS_INFO, c"ISIS2IS_HISTORY",
+        c"INFORMATION_SCHEMA.ISIS2IS_HISTORY: the pools' committed transitions, the same on every server",
+        isis2is_history_init_entry, isis2is_history_deinit_entry,
         null(), null()
     }
 }

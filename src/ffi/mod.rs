@@ -55,9 +55,12 @@ const _: () = {
 };
 
 type EmitFn = unsafe extern "C" fn(*mut c_void, *const GcsRow) -> c_int;
+/// `gcs_emit_values_fn`: one ISIS2IS_HISTORY row, a value per `HistoryColumn`.
+type EmitValuesFn = unsafe extern "C" fn(*mut c_void, *const GcsValue) -> c_int;
 
 extern "C" {
     fn gcs_shim_isis2is_init(schema_table: *mut c_void) -> c_int;
+    fn gcs_shim_isis2is_history_init(schema_table: *mut c_void) -> c_int;
     fn gcs_shim_server_port() -> u32;
     fn gcs_shim_server_host() -> *const c_char;
     fn gcs_shim_server_started() -> c_int;
@@ -236,9 +239,9 @@ impl ShimRows {
     }
 }
 
-/// `row` as the shim takes it; points into `row`'s texts.
-fn as_gcs_row(row: &PreparedRow) -> GcsRow {
-    let value = |v: &Value| match v {
+/// `v` as the shim takes it; points into `v`'s text.
+fn as_gcs_value(v: &Value) -> GcsValue {
+    match v {
         Value::Null => GcsValue {
             ptr: null(),
             n: 0,
@@ -254,9 +257,13 @@ fn as_gcs_row(row: &PreparedRow) -> GcsRow {
             n: *n,
             is_null: 0,
         },
-    };
+    }
+}
+
+/// `row` as the shim takes it; points into `row`'s texts.
+fn as_gcs_row(row: &PreparedRow) -> GcsRow {
     GcsRow {
-        cols: row.row.values().each_ref().map(value),
+        cols: row.row.values().each_ref().map(as_gcs_value),
         ascii: c_int::from(row.ascii),
     }
 }
@@ -275,6 +282,48 @@ pub unsafe extern "C" fn gcs_isis2is_rows(ctx: *mut c_void, emit: Option<EmitFn>
             // SAFETY: `gcs_row` and the texts it points to live in `prepared` until emit
             // returns; the shim copies them into the table.
             let result = unsafe { emit(ctx, gcs_row) };
+            if result != 0 {
+                return result;
+            }
+        }
+        0
+    })
+}
+
+// ---- isis2is_history ----
+
+fn isis2is_history_init(schema_table: *mut c_void) -> c_int {
+    // SAFETY: the server passes its ST_SCHEMA_TABLE, which the shim fills in.
+    unsafe { gcs_shim_isis2is_history_init(schema_table) }
+}
+
+/// The rows ISIS2IS_HISTORY shows now, from the link's copy of the history.
+fn history_rows() -> Vec<Vec<Value>> {
+    let Some(link) = current_link() else {
+        let no_daemon = (table::errno::NO_DAEMON, table::NO_DAEMON_TEXT.to_owned());
+        return isis2d::history::rows(&Default::default(), Some(no_daemon));
+    };
+    let problem = table::problem(&link, &link.snapshot(), Instant::now());
+    isis2d::history::rows(&link.history(), problem)
+}
+
+/// Called by the shim's fill function for ISIS2IS_HISTORY, on the client's thread.
+///
+/// # Safety
+/// `emit` must take `ctx` and an array of one value per `HistoryColumn`, valid only during the
+/// call (the shim's `emit_history_row`), and `ctx` what it expects.
+#[no_mangle]
+pub unsafe extern "C" fn gcs_isis2is_history_rows(
+    ctx: *mut c_void,
+    emit: Option<EmitValuesFn>,
+) -> c_int {
+    guarded(1, || {
+        let Some(emit) = emit else { return 1 };
+        for row in history_rows() {
+            let values: Vec<GcsValue> = row.iter().map(as_gcs_value).collect();
+            // SAFETY: `values` and the texts they point into (`row`) live until emit returns;
+            // the shim copies them into the table.
+            let result = unsafe { emit(ctx, values.as_ptr()) };
             if result != 0 {
                 return result;
             }

@@ -196,5 +196,37 @@ fn hooks_run_exactly_once_across_a_leader_kill_and_pre_promote_vetoes() {
     );
     lab.gcsctl_ok(2, &["set", &db0, "--pool", "app", "--state", "STANDBY"]);
     lab.gcsctl_ok(2, &["resume", "app"]);
+
+    // The history in SQL: the same on every server, hook outcomes included.
+    let in_sql = |i: usize| -> Vec<(u64, String)> {
+        lab.dbs[i]
+            .sql(
+                "SELECT SEQ, HOOK_OUTCOME FROM INFORMATION_SCHEMA.ISIS2IS_HISTORY \
+                 WHERE ERRNO = 0 AND MPP_POOL = 'app' AND HOOK_OUTCOME <> '' ORDER BY SEQ",
+            )
+            .unwrap()
+            .into_iter()
+            .map(|r| (r[0].parse().unwrap(), r[1].clone()))
+            .collect()
+    };
+    let started = Instant::now();
+    loop {
+        let hooks = hooks_of(&lab, 0);
+        if settled(&hooks) && (0..3).all(|i| in_sql(i) == hooks) {
+            break;
+        }
+        assert!(
+            started.elapsed() < WITHIN * 2,
+            "ISIS2IS_HISTORY differs from gcsctl history {hooks:?}: {:?}",
+            (0..3).map(in_sql).collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let transitions = lab.dbs[2].query_one(&format!(
+        "SELECT COUNT(*) FROM INFORMATION_SCHEMA.ISIS2IS_HISTORY \
+         WHERE MYSQL_PORT_OR_SOCKET = '{}' AND FROM_STATE = 'STANDBY' AND TO_STATE = 'ACTIVE'",
+        lab.dbs[1].port
+    ));
+    assert_eq!(transitions, "1", "the failover, once");
     sampler.assert_never_two_writable();
 }

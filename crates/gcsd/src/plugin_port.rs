@@ -202,6 +202,10 @@ impl PluginPort {
                 send(writer, &reply.to_line()).await?;
                 return Ok(Next::Subscribe(version.min(SERVERLIST_VERSION)));
             }
+            Command::History { since } => {
+                send(writer, &history_block(&self.group.state().pools, since)).await?;
+                return Ok(Next::Continue);
+            }
             Command::Quit => {
                 send(writer, &Reply::bye().to_line()).await?;
                 return Ok(Next::Close);
@@ -281,6 +285,19 @@ async fn send(writer: &mut OwnedWriteHalf, text: &str) -> std::io::Result<()> {
     tokio::time::timeout(WRITE_TIMEOUT, writer.write_all(text.as_bytes()))
         .await
         .map_err(|_| std::io::Error::other("client did not read its reply in time"))?
+}
+
+/// The answer to `history [<since>]`: `0 unchanged` if the client has this revision, else the
+/// header and every entry, oldest first.
+fn history_block(pools: &pool::Pools, since: Option<u64>) -> String {
+    if since == Some(pools.history_rev) {
+        return Reply::new(Errno::Ok, "unchanged").to_line();
+    }
+    let mut block = proto::history_header(pools.history_rev, pools.history.len());
+    for e in &pools.history {
+        block.push_str(&e.row().to_line());
+    }
+    block
 }
 
 #[cfg(test)]

@@ -6,6 +6,9 @@
 
 #![forbid(unsafe_code)]
 
+#[macro_use]
+mod columns;
+pub mod history;
 pub mod link;
 pub mod row_cache;
 pub mod sync;

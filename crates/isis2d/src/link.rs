@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use crate::sync::{Mutex, RwLock};
 use proto::{
-    served_version, BlockReader, Command, Errno, LineBuffer, Reply, Role, ServerKey, ServerRow,
-    Status, SERVERLIST_VERSION,
+    parse_history_header, served_version, BlockReader, Command, Errno, HistoryRow, LineBuffer,
+    Reply, Role, ServerKey, ServerRow, Status, SERVERLIST_VERSION,
 };
 
 /// Bound on connecting to gcsd (loopback: it answers at once or not at all).
@@ -95,12 +95,24 @@ pub struct Snapshot {
     pub gcsd_warning: Option<String>,
 }
 
+/// The link's copy of the history.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HistorySnapshot {
+    /// gcsd's revision of it; none before the first answer.
+    pub rev: Option<u64>,
+    pub rows: Vec<HistoryRow>,
+    /// Why gcsd cannot send it (it predates the history), if so.
+    pub unsupported: Option<String>,
+}
+
 /// Shared by the link thread, the table and the status variables.
 pub struct Link {
     pub settings: Settings,
     pub stats: &'static Stats,
     stop: AtomicBool,
     snapshot: RwLock<Arc<Snapshot>>,
+    /// The pools' history, as last fetched.
+    history: RwLock<Arc<HistorySnapshot>>,
     /// When gcsd last vouched for the list (a pushed list or an acknowledged heartbeat); none
     /// before the first list. Kept apart from the snapshot, which changes only with the list.
     confirmed: Mutex<Option<Instant>>,
@@ -173,9 +185,15 @@ impl Link {
                 rows: Vec::new(),
                 gcsd_warning: None,
             })),
+            history: RwLock::new(Arc::new(HistorySnapshot::default())),
             confirmed: Mutex::new(None),
             sockets: Mutex::new(Vec::new()),
         })
+    }
+
+    /// The newest copy of the history.
+    pub fn history(&self) -> Arc<HistorySnapshot> {
+        self.history.read().clone()
     }
 
     /// The newest snapshot. The lock is held only to clone an `Arc`.
@@ -304,10 +322,17 @@ impl Link {
 
         let mut blocks = BlockReader::of_version(version);
         let mut next_heartbeat = Instant::now() + self.settings.heartbeat;
+        // Another gcsd (or a restarted one) may have another history: fetch it whole.
+        let mut history_since = None;
+        let mut history_due = true;
         loop {
             if self.stopping() {
                 self.goodbye(&mut cmd);
                 return Ok(());
+            }
+            if history_due {
+                history_since = self.fetch_history(&mut cmd, history_since)?;
+                history_due = false;
             }
             for line in sub.poll_lines()? {
                 let list = blocks.push_line(&line).map_err(|_| LinkError::Garbage {
@@ -322,6 +347,8 @@ impl Link {
                         gcsd_warning,
                     });
                     *self.confirmed.lock() = Some(Instant::now());
+                    // A pool transition changes the list: its history entry is new too.
+                    history_due = true;
                 }
             }
             if Instant::now() < next_heartbeat {
@@ -344,7 +371,11 @@ impl Link {
                 self.stats.heartbeats_failed.fetch_add(1, Ordering::Relaxed);
             })?;
             match reply.errno {
-                Errno::Ok => self.confirm(),
+                Errno::Ok => {
+                    self.confirm();
+                    // Hook outcomes change the history without changing the list.
+                    history_due = true;
+                }
                 // gcsd restarted (or expired us): register again.
                 Errno::UnknownServer => cmd.request_ok(&join(new_status, role))?,
                 // gcsd is up but its group cannot commit: the list says so; keep beating.
@@ -358,6 +389,55 @@ impl Link {
                 }
             }
         }
+    }
+
+    /// Asks for the history unless gcsd still has revision `since`; keeps what it answers.
+    /// Returns the revision now held. A gcsd that predates the history is asked once per
+    /// session; the table then says so.
+    fn fetch_history(&self, cmd: &mut Conn, since: Option<u64>) -> Result<Option<u64>, LinkError> {
+        if since.is_some() && self.history().unsupported.is_some() {
+            return Ok(since);
+        }
+        let ask = Command::History { since };
+        let reply = cmd.request(&ask)?;
+        let garbage = |line: String| LinkError::Garbage {
+            addr: cmd.addr.clone(),
+            line,
+        };
+        match reply.errno {
+            Errno::Ok => {}
+            Errno::InvalidCommand => {
+                *self.history.write() = Arc::new(HistorySnapshot {
+                    rev: None,
+                    rows: Vec::new(),
+                    unsupported: Some(format!(
+                        "gcsd at {} does not serve the history (it is older than this plugin)",
+                        cmd.addr
+                    )),
+                });
+                return Ok(Some(0));
+            }
+            _ => return Err(cmd.refused(&ask, &reply)),
+        }
+        let Some((rev, count)) =
+            parse_history_header(&reply.text).map_err(|_| garbage(reply.text.clone()))?
+        else {
+            return Ok(since);
+        };
+        let mut rows = Vec::with_capacity(count);
+        for _ in 0..count {
+            let line = cmd.read_line()?;
+            rows.push(HistoryRow::parse(&line).map_err(|_| LinkError::Garbage {
+                addr: cmd.addr.clone(),
+                line,
+            })?);
+        }
+        *self.history.write() = Arc::new(HistorySnapshot {
+            rev: Some(rev),
+            rows,
+            unsupported: None,
+        });
+        Ok(Some(rev))
     }
 
     /// An acknowledged heartbeat vouches for the list we have, but only once one has arrived:
@@ -439,12 +519,18 @@ impl Conn {
         self.stream
             .write_all(command.to_line().as_bytes())
             .map_err(|e| self.io(e))?;
+        let line = self.read_line()?;
+        Reply::parse(&line).map_err(|_| LinkError::Garbage {
+            addr: self.addr.clone(),
+            line,
+        })
+    }
+
+    /// The next line, waiting for it within the socket's read timeout.
+    fn read_line(&mut self) -> Result<String, LinkError> {
         loop {
             if let Some(line) = self.next_line()? {
-                return Reply::parse(&line).map_err(|_| LinkError::Garbage {
-                    addr: self.addr.clone(),
-                    line,
-                });
+                return Ok(line);
             }
             self.fill()?;
         }

@@ -17,56 +17,18 @@ pub mod errno {
     pub const NO_QUORUM: u32 = 1002;
     /// gcsd has not confirmed the list for three heartbeat intervals.
     pub const STALE: u32 = 1003;
+    /// The local gcsd predates the history (ISIS2IS_HISTORY only).
+    pub const NO_HISTORY: u32 = 1004;
 }
 
-/// What a column holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// `VARCHAR(width)`, in characters.
-    Text { width: usize },
-    /// An unsigned integer.
-    Unsigned,
-}
-
-/// Declares [`Column`] and everything derived from the list, so the list is written once.
-macro_rules! columns {
-    ($($(#[$doc:meta])* $column:ident => $name:literal, $kind:expr, $nullable:literal;)+) => {
-        /// The columns of `INFORMATION_SCHEMA.ISIS2IS`, in table order: the one list. The
-        /// shim's field list and column enum are generated from it (build.rs), a row is one
-        /// value per column, indexed by `Column`.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        pub enum Column {
-            $($(#[$doc])* $column),+
-        }
-
-        impl Column {
-            /// Every column, in table order.
-            pub const ALL: [Column; [$($name),+].len()] = [$(Column::$column),+];
-
-            /// The SQL name of the column.
-            pub const fn name(self) -> &'static str {
-                match self {
-                    $(Column::$column => $name),+
-                }
-            }
-
-            pub const fn kind(self) -> Kind {
-                match self {
-                    $(Column::$column => $kind),+
-                }
-            }
-
-            pub const fn nullable(self) -> bool {
-                match self {
-                    $(Column::$column => $nullable),+
-                }
-            }
-        }
-    };
-}
+pub use crate::columns::Kind;
 
 // The first nine columns are the Isis2 contract, in this order; extensions go after them.
 columns! {
+    /// The columns of `INFORMATION_SCHEMA.ISIS2IS`, in table order: the one list. The shim's
+    /// field list is generated from it (build.rs), and a row is one value per column, indexed
+    /// by `Column`.
+    Column;
     /// The problem every row carries, NULL on a healthy row.
     Error => "ERROR", Kind::Text { width: proto::MAX_TOKEN }, true;
     /// 0 on a healthy row, else one of [`errno`].
@@ -157,12 +119,12 @@ impl std::ops::Index<Column> for Row {
     }
 }
 
+/// The error of the one row shown while isis2d is not installed (Isis2's text).
+pub const NO_DAEMON_TEXT: &str = "You must install the isis2d daemon plugin first.";
+
 /// The one row shown while isis2d is not installed.
 pub fn no_daemon() -> Vec<Row> {
-    vec![Row::error_only(
-        errno::NO_DAEMON,
-        "You must install the isis2d daemon plugin first.".into(),
-    )]
+    vec![Row::error_only(errno::NO_DAEMON, NO_DAEMON_TEXT.into())]
 }
 
 /// What is wrong with the link's snapshot `snap` at `now`, if anything: (errno, text).

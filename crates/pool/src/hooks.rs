@@ -169,6 +169,7 @@ impl Pools {
             }
         };
         entry.hook = next;
+        self.history_rev += 1;
         Ok(())
     }
 }

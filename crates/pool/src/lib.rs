@@ -45,7 +45,7 @@ pub use proto::{MAX_MESSAGE, MAX_POOL_NAME};
 /// Longest pool: more members than this is a configuration mistake.
 pub const MAX_POOL_MEMBERS: usize = 16;
 /// How many committed transitions the history keeps (oldest dropped first).
-pub const HISTORY_LEN: usize = 1000;
+pub const HISTORY_LEN: usize = proto::MAX_HISTORY_ROWS;
 
 /// MPP's messages, where the same thing happens.
 pub mod messages {
@@ -255,6 +255,24 @@ pub struct HistoryEntry {
     pub hook: HookState,
 }
 
+impl HistoryEntry {
+    /// The entry as the plugin port sends it.
+    pub fn row(&self) -> proto::HistoryRow {
+        proto::HistoryRow {
+            seq: self.seq,
+            at: self.at,
+            pool: self.pool.clone(),
+            server: self.server.clone(),
+            from: self.from,
+            to: self.to,
+            status: self.status,
+            epoch: self.epoch,
+            reason: self.reason.clone(),
+            hook: self.hook.describe(),
+        }
+    }
+}
+
 /// Every pool, every probed server's health, and the recent transitions: the part of the
 /// group state this crate owns.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -264,6 +282,10 @@ pub struct Pools {
     pub health: BTreeMap<ServerKey, ServerHealth>,
     pub history: VecDeque<HistoryEntry>,
     pub history_seq: u64,
+    /// Grows with every change of the history (an entry, a hook's step): what the plugin
+    /// compares to know whether its copy is current.
+    #[serde(default)]
+    pub history_rev: u64,
 }
 
 impl Pools {

@@ -542,6 +542,7 @@ impl Pools {
     /// [`HISTORY_LEN`].
     fn push_history(&mut self, mut entry: HistoryEntry) {
         self.history_seq += 1;
+        self.history_rev += 1;
         entry.seq = self.history_seq;
         self.history.push_back(entry);
         while self.history.len() > HISTORY_LEN {

@@ -19,16 +19,18 @@ pub enum Verb {
     Heartbeat,
     Serverlist,
     Subscribe,
+    History,
     Quit,
 }
 
 impl Verb {
-    pub const ALL: [Verb; 6] = [
+    pub const ALL: [Verb; 7] = [
         Verb::Join,
         Verb::Leave,
         Verb::Heartbeat,
         Verb::Serverlist,
         Verb::Subscribe,
+        Verb::History,
         Verb::Quit,
     ];
 
@@ -40,6 +42,7 @@ impl Verb {
             Verb::Heartbeat => "heartbeat",
             Verb::Serverlist => "serverlist",
             Verb::Subscribe => "subscribe",
+            Verb::History => "history",
             Verb::Quit => "quit",
         }
     }
@@ -52,6 +55,7 @@ impl Verb {
             Verb::Heartbeat => "heartbeat <host> <port> <mysqlStatus>",
             Verb::Serverlist => "serverlist [<version>]",
             Verb::Subscribe => "subscribe [<version>]",
+            Verb::History => "history [<revision>]",
             Verb::Quit => "quit",
         }
     }
@@ -62,7 +66,7 @@ impl Verb {
             Verb::Join => &["host", "port", "mysqlStatus", "mysqlRole"],
             Verb::Leave => &["host", "port"],
             Verb::Heartbeat => &["host", "port", "mysqlStatus"],
-            Verb::Serverlist | Verb::Subscribe | Verb::Quit => &[],
+            Verb::Serverlist | Verb::Subscribe | Verb::History | Verb::Quit => &[],
         }
     }
 
@@ -102,6 +106,11 @@ pub enum ProtoError {
         .verb.syntax()
     )]
     InvalidVersion { verb: Verb, token: String },
+    #[error(
+        "Invalid revision parameter '{token}': use the revision of the last history received, or none, syntax: {}",
+        .verb.syntax()
+    )]
+    InvalidRevision { verb: Verb, token: String },
 }
 
 impl ProtoError {
@@ -111,9 +120,9 @@ impl ProtoError {
             ProtoError::WrongParameterCount { .. } => Errno::WrongParameterCount,
             ProtoError::UnknownStatus { .. } => Errno::UnknownStatus,
             ProtoError::UnknownRole { .. } => Errno::UnknownRole,
-            ProtoError::InvalidParameter { .. } | ProtoError::InvalidVersion { .. } => {
-                Errno::InvalidParameter
-            }
+            ProtoError::InvalidParameter { .. }
+            | ProtoError::InvalidVersion { .. }
+            | ProtoError::InvalidRevision { .. } => Errno::InvalidParameter,
         }
     }
 }
@@ -141,6 +150,10 @@ pub enum Command {
     Subscribe {
         version: u32,
     },
+    /// The pools' history, unless the client has revision `since` already.
+    History {
+        since: Option<u64>,
+    },
     Quit,
 }
 
@@ -159,6 +172,9 @@ impl Command {
         let raw: Vec<&[u8]> = tokens.collect();
         if matches!(verb, Verb::Serverlist | Verb::Subscribe) {
             return parse_listing(verb, &raw).map(Some);
+        }
+        if verb == Verb::History {
+            return parse_history(&raw).map(Some);
         }
         if raw.len() != verb.params().len() {
             return Err(ProtoError::WrongParameterCount { verb });
@@ -211,6 +227,7 @@ impl Command {
             Command::Heartbeat { .. } => Verb::Heartbeat,
             Command::Serverlist { .. } => Verb::Serverlist,
             Command::Subscribe { .. } => Verb::Subscribe,
+            Command::History { .. } => Verb::History,
             Command::Quit => Verb::Quit,
         }
     }
@@ -229,9 +246,11 @@ impl Command {
             Command::Serverlist { version } | Command::Subscribe { version } if *version > 1 => {
                 format!("{word} {version}\n")
             }
-            Command::Serverlist { .. } | Command::Subscribe { .. } | Command::Quit => {
-                format!("{word}\n")
-            }
+            Command::History { since: Some(rev) } => format!("{word} {rev}\n"),
+            Command::Serverlist { .. }
+            | Command::Subscribe { .. }
+            | Command::History { since: None }
+            | Command::Quit => format!("{word}\n"),
         }
     }
 }
@@ -258,6 +277,25 @@ fn parse_listing(verb: Verb, raw: &[&[u8]]) -> Result<Command, ProtoError> {
     })
 }
 
+/// `history` takes the revision the client has, if any.
+fn parse_history(raw: &[&[u8]]) -> Result<Command, ProtoError> {
+    let verb = Verb::History;
+    let since = match raw {
+        [] => None,
+        [token] => Some(
+            std::str::from_utf8(token)
+                .ok()
+                .and_then(|t| t.parse::<u64>().ok())
+                .ok_or_else(|| ProtoError::InvalidRevision {
+                    verb,
+                    token: as_token(token).unwrap_or("?").to_owned(),
+                })?,
+        ),
+        _ => return Err(ProtoError::WrongParameterCount { verb }),
+    };
+    Ok(Command::History { since })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,7 +306,10 @@ mod tests {
             let expected: Vec<String> = std::iter::once(verb.word().to_owned())
                 .chain(verb.params().iter().map(|p| format!("<{p}>")))
                 .collect();
-            let syntax = verb.syntax().replace(" [<version>]", "");
+            let syntax = verb
+                .syntax()
+                .replace(" [<version>]", "")
+                .replace(" [<revision>]", "");
             assert_eq!(syntax, expected.join(" "));
             assert_eq!(
                 Verb::from_word(verb.word().to_uppercase().as_bytes()),
@@ -283,10 +324,39 @@ mod tests {
             let line = verb
                 .syntax()
                 .replace(" [<version>]", "")
+                .replace(" [<revision>]", "")
                 .replace("<mysqlStatus>", "on")
                 .replace("<mysqlRole>", "slave");
             let command = Command::parse(line.as_bytes()).unwrap().unwrap();
             assert_eq!(command.verb(), verb);
         }
+    }
+
+    #[test]
+    fn history_takes_an_optional_revision() {
+        let parse = |l: &str| Command::parse(l.as_bytes());
+        assert_eq!(
+            parse("history\r\n"),
+            Ok(Some(Command::History { since: None }))
+        );
+        assert_eq!(
+            parse("HISTORY 42"),
+            Ok(Some(Command::History { since: Some(42) }))
+        );
+        assert_eq!(
+            Command::History { since: Some(42) }.to_line(),
+            "history 42\n"
+        );
+        let err = parse("history soon").unwrap_err();
+        assert_eq!(err.errno(), Errno::InvalidParameter);
+        assert!(
+            err.to_string()
+                .starts_with("Invalid revision parameter 'soon'"),
+            "{err}"
+        );
+        assert_eq!(
+            parse("history 1 2").unwrap_err().errno(),
+            Errno::WrongParameterCount
+        );
     }
 }

@@ -11,6 +11,7 @@ pub mod admin;
 mod command;
 mod errno;
 mod framing;
+mod history;
 mod reply;
 mod serverlist;
 #[macro_use]
@@ -20,6 +21,7 @@ mod mpp;
 pub use command::{Command, ProtoError, Verb};
 pub use errno::Errno;
 pub use framing::{LineBuffer, LineTooLong, MAX_LINE};
+pub use history::{history_header, parse_history_header, HistoryRow, MAX_HISTORY_ROWS};
 pub use mpp::{Health, PoolState, PoolType, MAX_MESSAGE, MAX_POOL_NAME};
 pub use reply::{no_quorum_text, Reply};
 pub use serverlist::{
