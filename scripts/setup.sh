@@ -11,7 +11,7 @@ packages=(
   # the demo and scripts
   curl ca-certificates
   # load balancer tests and contrib/ examples (issue 9): HAProxy and its runtime socket
-  haproxy socat
+  haproxy socat keepalived
   # benchmarks (bench/)
   sysbench
   valgrind

@@ -138,10 +138,18 @@ impl Haproxy {
             .join("; ")
     }
 
-    /// Waits until exactly `want` (server names) are up in `backend`.
+    /// Waits until exactly `want` (server names) are up in `backend`, and stay so for 300 ms
+    /// (HAProxy takes a server that has not been checked yet for up).
     pub fn wait_up(&self, backend: &str, want: &[&str]) {
         let started = Instant::now();
-        while self.up(backend) != want {
+        let mut since: Option<Instant> = None;
+        loop {
+            if self.up(backend) != want {
+                since = None;
+            } else if since.get_or_insert_with(Instant::now).elapsed() >= Duration::from_millis(300)
+            {
+                return;
+            }
             assert!(
                 started.elapsed() < WITHIN,
                 "timed out waiting for {want:?} up in {backend}: {}\nHAProxy's log:\n{}",
@@ -316,14 +324,86 @@ fn haproxy_agent_check_follows_a_kill9_failover() {
         assert!(got.ends_with('\n') && got.lines().count() == 1, "{got:?}");
     }
 
+    assert_eq!(keepalived_checks(&lab), [true, false, false]);
+
     let took = failover_through(&mut lab, &h);
     eprintln!(
         "agent-check: kill -9 → first write through HAProxy on the new ACTIVE after {took:?}"
     );
     h.wait_up(WRITER, &["db2"]);
     h.wait_up(READERS, &[]);
+    assert_eq!(keepalived_checks(&lab), [false, true, false]);
     up.assert_never_two_writers_up();
     sampler.assert_never_two_writable();
+}
+
+/// contrib/keepalived/keepalived.conf passes keepalived's own check; each real server's
+/// `misc_path`, pointed at the lab (its gcsctl, gcsd and servers), passes (exit 0) exactly for
+/// the ACTIVE.
+fn keepalived_checks(lab: &Lab) -> Vec<bool> {
+    let conf = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/keepalived/keepalived.conf");
+    let check = Command::new("keepalived")
+        .args(["--config-test", "-f"])
+        .arg(&conf)
+        .output()
+        .expect("keepalived (scripts/setup.sh installs it)");
+    assert!(
+        check.status.success(),
+        "keepalived --config-test: {check:?}"
+    );
+    let gcsctl = gcsd_binary().with_file_name("gcsctl");
+    std::fs::read_to_string(&conf)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("misc_path \""))
+        .map(|cmd| {
+            let mut cmd = cmd
+                .trim_end_matches('"')
+                .replace("/usr/bin/gcsctl", &gcsctl.display().to_string())
+                .replace("127.0.0.1:2280", &lab.gcsds[0].admin.to_string());
+            for n in 1..=3 {
+                cmd = cmd.replace(&format!("10.0.0.1{n}:3306"), &lab.addr(n - 1));
+            }
+            let words: Vec<&str> = cmd.split(' ').collect();
+            let out = Command::new(words[0]).args(&words[1..]).output().unwrap();
+            match out.status.code() {
+                Some(0) => true,
+                Some(1) => false,
+                other => panic!("{cmd}: exit {other:?}: {out:?}"),
+            }
+        })
+        .collect()
+}
+
+/// contrib/hooks/proxysql-writer (an example: ProxySQL is not in Debian): the statements it
+/// would send for a promotion and a failure, and its refusal of a server name that could break
+/// them.
+#[test]
+fn proxysql_hook_example() {
+    let hook = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/hooks/proxysql-writer");
+    let run = |server: &str, state: &str| {
+        Command::new(&hook)
+            .env("GCS_SERVER", server)
+            .env("GCS_NEW_STATE", state)
+            .env("GCS_EVENT_ID", "7")
+            .env("GCS_POOL", "app")
+            .env("PROXYSQL_DRY_RUN", "1")
+            .output()
+            .unwrap()
+    };
+    let out = run("10.0.0.12:3306", "ACTIVE");
+    let sql = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success(), "{sql}");
+    assert!(
+        sql.contains("VALUES (10, '10.0.0.12', 3306, 'ONLINE')"),
+        "{sql}"
+    );
+    assert!(sql.ends_with("LOAD MYSQL SERVERS TO RUNTIME;\nSAVE MYSQL SERVERS TO DISK;\n"));
+    let sql = String::from_utf8(run("10.0.0.11:3306", "FAILED_OFFLINE").stdout).unwrap();
+    assert!(sql.starts_with("UPDATE mysql_servers SET status='OFFLINE_HARD' WHERE hostname='10.0.0.11' AND port=3306;"), "{sql}");
+    let out = run("x';DROP TABLE y;--:3306", "ACTIVE");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
 }
 
 /// HTTP-check variant with the runtime push (gcsd 3 pushes; a second `[[haproxy]]` names a

@@ -39,6 +39,11 @@ admin_listen = "127.0.0.1:2280"
 # HAProxy's agent-check: HAProxy sends its agent-send line ("primary pool=NAME\n", "replica
 # pool=NAME lag=10\n", "health\n"; see the README) and reads "up" or "down". Off unless set.
 # agent_check_listen = "0.0.0.0:2291"
+# A new ACTIVE is reported as the writer (HTTP /primary, agent-check "primary") only this long
+# after its promotion. A load balancer checks each server on its own schedule: without the hold
+# it could see the new writer up before it has seen the old one down. Set it to the load
+# balancer's check interval plus its check timeout (contrib/haproxy: 100 ms + 200 ms).
+primary_hold_ms = 400
 
 # The group-listen address of any member of an existing group. Used only on the first start
 # (an empty data_dir); without it, the first start creates a new group of one.
@@ -138,6 +143,7 @@ pub struct Config {
     pub admin_listen: String,
     pub lb_listen: Option<String>,
     pub agent_check_listen: Option<String>,
+    pub primary_hold_ms: u64,
     pub join: Option<String>,
     pub voters: usize,
     pub member_timeout_ms: u64,
@@ -365,6 +371,7 @@ impl Default for Config {
             admin_listen: "127.0.0.1:2280".into(),
             lb_listen: None,
             agent_check_listen: None,
+            primary_hold_ms: 400,
             join: None,
             voters: 3,
             member_timeout_ms: 1000,
@@ -623,6 +630,10 @@ impl Config {
 
     pub fn propose_timeout(&self) -> Duration {
         Duration::from_millis(self.propose_timeout_ms)
+    }
+
+    pub fn primary_hold(&self) -> Duration {
+        Duration::from_millis(self.primary_hold_ms)
     }
 
     pub fn fence_after(&self) -> Duration {

@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use pool::verdict::{self, Ask, Refusal, Request};
+use pool::verdict::{self, Ask, Refusal, Request, Standing};
 
 use crate::group::Group;
 use crate::pool_api;
@@ -26,12 +26,13 @@ impl Lb {
     pub fn check(&self, req: &Request) -> Result<String, Refusal> {
         let state = self.group.state();
         let locals = self.probes.locals(&state);
-        verdict::check(
-            &state.pools,
-            req,
-            &locals,
-            self.group.vouch_problem().as_deref(),
-        )
+        let no_quorum = self.group.vouch_problem();
+        let standing = Standing {
+            no_quorum: no_quorum.as_deref(),
+            now: chrono::Utc::now(),
+            hold: self.group.config().primary_hold(),
+        };
+        verdict::check(&state.pools, req, &locals, &standing)
     }
 }
 

@@ -979,8 +979,13 @@ fn a_server_joins_its_first_pool_with_a_clean_slate() {
 
 #[test]
 fn load_balancer_checks() {
-    use crate::verdict::{check, Ask, Local, Refusal, Request};
+    use crate::verdict::{check, Ask, Local, Refusal, Request, Standing};
     let (mut pools, _) = pool_of(&[A, S]);
+    let standing = |no_quorum| Standing {
+        no_quorum,
+        now: at(100),
+        hold: std::time::Duration::from_millis(400),
+    };
     pools.health.insert(db(1), health(Obs::Rw).unwrap());
     pools.health.insert(db(2), health(Obs::Ro).unwrap());
     let local = |n: usize, lag: Option<u64>| Local {
@@ -1096,7 +1101,7 @@ fn load_balancer_checks() {
         server: None,
     };
     for (what, pool, locals, no_quorum, ask, want) in rows {
-        let got = check(&pools, &request(pool, ask), &locals, no_quorum);
+        let got = check(&pools, &request(pool, ask), &locals, &standing(no_quorum));
         assert_eq!(pass(got.clone()), want, "{what}: {got:?}");
     }
     assert_eq!(
@@ -1104,7 +1109,7 @@ fn load_balancer_checks() {
             &pools,
             &request(Some("nope"), Ask::Primary),
             &[local(1, None)],
-            None
+            &standing(None)
         ),
         Err(Refusal::UnknownPool("no pool named \"nope\"".into()))
     );
@@ -1114,11 +1119,11 @@ fn load_balancer_checks() {
         server: Some(db(n)),
         ..request(None, ask)
     };
-    assert!(check(&pools, &about(1, Ask::Primary), &both, None).is_ok());
-    assert!(check(&pools, &about(2, Ask::Primary), &both, None).is_err());
-    assert!(check(&pools, &about(2, replica(None)), &both, None).is_ok());
+    assert!(check(&pools, &about(1, Ask::Primary), &both, &standing(None)).is_ok());
+    assert!(check(&pools, &about(2, Ask::Primary), &both, &standing(None)).is_err());
+    assert!(check(&pools, &about(2, replica(None)), &both, &standing(None)).is_ok());
     assert_eq!(
-        check(&pools, &about(3, Ask::Health), &both, None),
+        check(&pools, &about(3, Ask::Health), &both, &standing(None)),
         Err(Refusal::No(format!(
             "{} is not a server of this member",
             crate::addr(&db(3))
@@ -1128,18 +1133,41 @@ fn load_balancer_checks() {
         answered: false,
         ..local(2, None)
     };
-    assert!(check(&pools, &request(None, Ask::Health), &[silent], None).is_err());
+    assert!(check(
+        &pools,
+        &request(None, Ask::Health),
+        &[silent],
+        &standing(None)
+    )
+    .is_err());
     assert_eq!(
         check(
             &pools,
             &request(None, Ask::Primary),
             &[local(2, None)],
-            None
+            &standing(None)
         ),
         Err(Refusal::No(
             "not the ACTIVE: db2:3306 is STANDBY in app".into()
         ))
+    ); // A new ACTIVE is the writer only once the hold is over.
+    pools.pools.get_mut("app").unwrap().active_since =
+        Some(at(100) - chrono::Duration::milliseconds(150));
+    assert_eq!(
+        check(&pools, &request(None, Ask::Primary), &[local(1, None)], &standing(None)),
+        Err(Refusal::No(
+            "db1:3306 became the ACTIVE of app 150 ms ago; it is the writer once the hold of 400 ms is over (primary_hold_ms)".into()
+        ))
     );
+    pools.pools.get_mut("app").unwrap().active_since =
+        Some(at(100) - chrono::Duration::milliseconds(400));
+    assert!(check(
+        &pools,
+        &request(None, Ask::Primary),
+        &[local(1, None)],
+        &standing(None)
+    )
+    .is_ok());
 }
 
 /// HAProxy's agent-send lines, and the replies: a role, then options in any order; anything else

@@ -2,6 +2,9 @@
 //! committed pools and what its own probes last saw. Pure; the HTTP listener (gcsd's `lb.rs`)
 //! only asks and answers.
 
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 use proto::{Health, PoolState, ServerKey};
 
 use crate::{addr, parse_addr, pool_name_problem, Pools};
@@ -113,14 +116,27 @@ pub fn agent_reply(answer: &Result<String, Refusal>) -> String {
     format!("{word} # {why}\n")
 }
 
-/// Answers `req` for this member's servers (`locals`). `no_quorum` says why this member cannot
-/// vouch for the committed state, if it cannot: then it never claims a writer.
+/// What a member can say about the committed state when it answers.
+#[derive(Debug, Clone, Copy)]
+pub struct Standing<'a> {
+    /// Why this member cannot vouch for the committed state, if it cannot: then it never
+    /// claims a writer.
+    pub no_quorum: Option<&'a str>,
+    pub now: DateTime<Utc>,
+    /// A new ACTIVE is claimed as the writer only this long after its promotion: by then every
+    /// load balancer checking at a shorter interval has seen the old writer go (each server is
+    /// checked on its own schedule, so the new one could otherwise be up first).
+    pub hold: Duration,
+}
+
+/// Answers `req` for this member's servers (`locals`).
 pub fn check(
     pools: &Pools,
     req: &Request,
     locals: &[Local],
-    no_quorum: Option<&str>,
+    standing: &Standing,
 ) -> Result<String, Refusal> {
+    let no_quorum = standing.no_quorum;
     let pool = req.pool.as_deref();
     if let Some(name) = pool {
         if !pools.pools.contains_key(name) {
@@ -155,6 +171,17 @@ pub fn check(
             for l in &locals {
                 for (name, p, m) in pools.memberships(&l.server) {
                     if in_scope(name) && m.state == PoolState::Active {
+                        let age = p
+                            .active_since
+                            .map(|t| (standing.now - t).to_std().unwrap_or_default());
+                        if let Some(age) = age.filter(|age| *age < standing.hold) {
+                            return no(format!(
+                                "{} became the ACTIVE of {name} {} ms ago; it is the writer once the hold of {} ms is over (primary_hold_ms)",
+                                addr(&l.server),
+                                age.as_millis(),
+                                standing.hold.as_millis()
+                            ));
+                        }
                         return Ok(format!(
                             "{} is the ACTIVE of {name} (epoch {})",
                             addr(&l.server),
