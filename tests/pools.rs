@@ -73,9 +73,9 @@ impl Lab {
         Lab::assemble(n, probe, without_plugin, None, &|_, _| String::new())
     }
 
-    /// `n` servers; `member(i, servers)` is appended to gcsd i's config (after its `[probe]`
-    /// section), given every server's `host:port`.
-    pub fn with_member_config(n: usize, member: &dyn Fn(usize, &[String]) -> String) -> Lab {
+    /// `n` servers; `member(gcsd, servers)` goes into that gcsd's config (top-level keys first,
+    /// then any sections; `[probe]` follows), given every server's `host:port`.
+    pub fn with_member_config(n: usize, member: &dyn Fn(&Gcsd, &[String]) -> String) -> Lab {
         Lab::assemble(n, "", &[], None, member)
     }
 
@@ -89,7 +89,7 @@ impl Lab {
         probe: &str,
         without_plugin: &[usize],
         net: Option<Net>,
-        member: &dyn Fn(usize, &[String]) -> String,
+        member: &dyn Fn(&Gcsd, &[String]) -> String,
     ) -> Lab {
         use std::os::unix::fs::PermissionsExt;
         let secrets = tempfile::tempdir().unwrap();
@@ -124,11 +124,11 @@ impl Lab {
             let addrs: Vec<String> = (0..n)
                 .map(|i| format!("{}:{}", host(i), dbs[i].port))
                 .collect();
-            let member = member(g.id as usize - 1, &addrs);
+            let member = member(&g, &addrs);
             let ip = g.ip.clone();
             g.with_config(&format!(
-                "lb_listen = \"{ip}:{lb_port}\"\nagent_check_listen = \"{ip}:{agent_port}\"\n\
-                 [probe]\nuser = \"gcsd_probe\"\npassword_file = {pw:?}\nservers = [{servers}]\n{probe}\n{member}\n"
+                "lb_listen = \"{ip}:{lb_port}\"\nagent_check_listen = \"{ip}:{agent_port}\"\n{member}\n\
+                 [probe]\nuser = \"gcsd_probe\"\npassword_file = {pw:?}\nservers = [{servers}]\n{probe}\n"
             ))
         };
         let gcsds = match &net {

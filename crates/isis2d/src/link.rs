@@ -400,29 +400,35 @@ impl Link {
         }
         let ask = Command::History { since };
         let reply = cmd.request(&ask)?;
-        let garbage = |line: String| LinkError::Garbage {
-            addr: cmd.addr.clone(),
-            line,
+        // The history is an extra: a gcsd that does not serve it (an old one answers errno 1)
+        // or answers something else keeps serving the list; the table says why it is empty.
+        let unsupported = |why: String| {
+            *self.history.write() = Arc::new(HistorySnapshot {
+                rev: None,
+                rows: Vec::new(),
+                unsupported: Some(why),
+            });
+            Ok(Some(0))
         };
-        match reply.errno {
-            Errno::Ok => {}
+        let header = match reply.errno {
+            Errno::Ok => parse_history_header(&reply.text),
             Errno::InvalidCommand => {
-                *self.history.write() = Arc::new(HistorySnapshot {
-                    rev: None,
-                    rows: Vec::new(),
-                    unsupported: Some(format!(
-                        "gcsd at {} does not serve the history (it is older than this plugin)",
-                        cmd.addr
-                    )),
-                });
-                return Ok(Some(0));
+                return unsupported(format!(
+                    "gcsd at {} does not serve the history (it is older than this plugin)",
+                    cmd.addr
+                ))
             }
             _ => return Err(cmd.refused(&ask, &reply)),
-        }
-        let Some((rev, count)) =
-            parse_history_header(&reply.text).map_err(|_| garbage(reply.text.clone()))?
-        else {
-            return Ok(since);
+        };
+        let (rev, count) = match header {
+            Ok(Some(header)) => header,
+            Ok(None) => return Ok(since),
+            Err(why) => {
+                return unsupported(format!(
+                    "gcsd at {} answered `history` with something else: {why}",
+                    cmd.addr
+                ))
+            }
         };
         let mut rows = Vec::with_capacity(count);
         for _ in 0..count {
