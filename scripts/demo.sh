@@ -146,6 +146,9 @@ echo
 echo "== gcsctl history app"
 gcsctl history app
 echo
+echo "== the same history in SQL, on MariaDB 2: INFORMATION_SCHEMA.ISIS2IS_HISTORY"
+sql 2 "SELECT SEQ, TIME, MYSQL_PORT_OR_SOCKET, FROM_STATE, TO_STATE, MPP_EPOCH, REASON FROM INFORMATION_SCHEMA.ISIS2IS_HISTORY WHERE MPP_POOL = 'app' ORDER BY SEQ"
+echo
 echo "Try: mariadb -S $demo/mariadb1/sock -uroot -e 'SELECT * FROM INFORMATION_SCHEMA.ISIS2IS'"
 echo "     ./target/release/gcsctl --gcsd 127.0.0.1:2281 list"
 echo "Logs: $demo/*/log, $demo/*/error.log   Stop: scripts/demo.sh stop"

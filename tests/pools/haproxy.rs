@@ -407,28 +407,43 @@ fn proxysql_hook_example() {
     assert!(out.stdout.is_empty());
 }
 
-/// HTTP-check variant with the runtime push (gcsd 3 pushes; a second `[[haproxy]]` names a
-/// socket that does not exist): writers start in maintenance and only the ACTIVE is made ready;
+/// HTTP-check variant with the runtime push (gcsd 3 pushes; two more `[[haproxy]]` sections name
+/// a socket that does not exist and one that is not HAProxy's): writers start in maintenance and only the ACTIVE is made ready;
 /// a switchover, a paused pool's `set`, and an HAProxy restart (runtime state lost, reconciled)
-/// each end with one writer up. The missing socket is reported and changes nothing else.
+/// each end with one writer up. The bad sockets are reported and change nothing else.
 #[test]
 fn haproxy_httpchk_with_runtime_push_and_a_restart() {
     let _turn = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let socket = Haproxy::socket(dir.path());
     let missing = dir.path().join("missing.sock");
+    // A socket that answers, but not as HAProxy does.
+    let wrong = dir.path().join("wrong.sock");
+    let impostor = std::os::unix::net::UnixListener::bind(&wrong).unwrap();
+    std::thread::spawn(move || {
+        for mut conn in impostor.incoming().flatten() {
+            let _ = conn.write_all(b"Unknown command, please enter 'help'\n");
+        }
+    });
     let pushed = pusher(&socket);
-    let missing_path = missing.clone();
+    let (missing_path, wrong_path) = (missing.clone(), wrong.clone());
     let push = move |g: &Gcsd, servers: &[String]| -> String {
         if g.id != 3 {
             return String::new();
         }
-        // A second instance whose socket does not exist.
+        // Two more instances: one whose socket does not exist, one that is not HAProxy.
+        let more = |socket: &Path| {
+            format!(
+                "[[haproxy]]\nsocket = {socket:?}\nbackends = [{{ pool = \"app\", backend = \"{WRITER}\", role = \"primary\" }}]\n\
+                 servers = {{ \"{}\" = \"db1\" }}\n",
+                servers[0]
+            )
+        };
         format!(
-            "{}[[haproxy]]\nsocket = {missing_path:?}\nbackends = [{{ pool = \"app\", backend = \"{WRITER}\", role = \"primary\" }}]\n\
-             servers = {{ \"{}\" = \"db1\" }}\n",
+            "{}{}{}",
             pushed(g, servers),
-            servers[0]
+            more(&missing_path),
+            more(&wrong_path)
         )
     };
     let (lab, sampler) = Lab::with_member_config(3, &push).with_pool(0);
@@ -444,15 +459,22 @@ fn haproxy_httpchk_with_runtime_push_and_a_restart() {
             .any(|l| l.contains(" db3 ") && l.split_whitespace().nth(6) == Some("5")),
         "db3 (in no pool) is left in the configuration's maintenance:\n{state}"
     );
-    wait_for("the missing socket to be reported", WITHIN, || {
-        lab.gcsds[2]
-            .log()
-            .contains(&format!(
+    wait_for(
+        "the missing and the wrong socket to be reported",
+        WITHIN,
+        || {
+            let log = lab.gcsds[2].log();
+            let missing = format!(
                 "cannot reach HAProxy's runtime API at {}",
                 missing.display()
-            ))
-            .then_some(())
-    });
+            );
+            let wrong = format!(
+            "cannot read backend \"{WRITER}\" from {}: not a \"show servers state\" answer of format 1: \"Unknown command, please enter 'help'\"",
+            wrong.display()
+        );
+            (log.contains(&missing) && log.contains(&wrong)).then_some(())
+        },
+    );
 
     lab.gcsctl_ok(0, &["switchover", "app", "--to", &lab.addr(1)]);
     wait_for("writes through HAProxy on the new ACTIVE", WITHIN, || {
@@ -520,14 +542,7 @@ fn haproxy_failover_benchmark() {
             wait_for("the PRIMARY to probe healthy", WITHIN, || {
                 (lab.verdict(0, "app", 0).1 == "OK").then_some(())
             });
-            lab.wait_replicating(0);
-            lab.gcsctl_ok(1, &["recover", &lab.addr(0)]);
-            wait_for(
-                "writes through HAProxy on the PRIMARY again",
-                WITHIN,
-                || (h.write() == Ok(1)).then_some(()),
-            );
-            lab.wait_replicating(1);
+            back_to_the_primary(&lab, &h);
             eprintln!("{name} trial {trial}: {:.0} ms", took[trial]);
         }
         println!(
@@ -550,7 +565,7 @@ fn haproxy_failover_benchmark() {
 fn haproxy_isolation_benchmark() {
     let _turn = one_at_a_time();
     let trials = bench_trials();
-    let (mut lab, sampler) = Lab::in_netns(2, 'h').with_pool(0);
+    let (mut lab, sampler) = Lab::in_netns(3, 'h').with_pool(0);
     let h = Haproxy::start(&lab, tempfile::tempdir().unwrap(), "agent-check", false);
     h.wait_up(WRITER, &["db1"]);
     let up = UpSampler::start(&h);
@@ -568,14 +583,7 @@ fn haproxy_isolation_benchmark() {
                 .contains("reporting recovery")
                 .then_some(())
         });
-        lab.wait_replicating(0);
-        lab.gcsctl_ok(1, &["recover", &lab.addr(0)]);
-        wait_for(
-            "writes through HAProxy on the PRIMARY again",
-            WITHIN,
-            || (h.write() == Ok(1)).then_some(()),
-        );
-        lab.wait_replicating(1);
+        back_to_the_primary(&lab, &h);
         eprintln!("isolation trial {trial}: {:.0} ms", took[trial]);
     }
     println!(
@@ -631,6 +639,19 @@ fn haproxy_check_cost_benchmark() {
     println!("gcsd CPU over {secs} s (members 1 / 2 / 3, % of one core): idle {}; with HAProxy checking every 100 ms (agent + HTTP, 120 checks/s) {}", show(&idle), show(&checked));
     drop((agent, http));
     sampler.assert_never_two_writable();
+}
+
+/// After a trial: the old PRIMARY (running again) is recovered, reinstated, and takes the writes
+/// through HAProxy again, with its SECONDARY replicating from it.
+fn back_to_the_primary(lab: &Lab, h: &Haproxy) {
+    lab.wait_replicating(0);
+    lab.gcsctl_ok(1, &["recover", &lab.addr(0)]);
+    wait_for(
+        "writes through HAProxy on the PRIMARY again",
+        WITHIN,
+        || (h.write() == Ok(1)).then_some(()),
+    );
+    lab.wait_replicating(1);
 }
 
 fn bench_trials() -> usize {

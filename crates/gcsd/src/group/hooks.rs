@@ -31,19 +31,10 @@ impl Group {
     /// Runs for the life of the process; acts while this member leads with a quorum.
     pub(super) async fn run_hooks(self: Arc<Self>) {
         let mut applied = self.applied.clone();
-        let tick = Duration::from_millis(self.cfg.raft_heartbeat_ms);
         let hooks = &self.cfg.hooks;
         // A claim may stay open this long before another leader closes it as interrupted.
         let patience = hooks.timeout() + self.cfg.member_timeout() + Duration::from_secs(1);
-        loop {
-            tokio::select! {
-                r = applied.changed() => if r.is_err() { return },
-                () = tokio::time::sleep(tick) => {}
-            }
-            if !self.raft_view().is_leader(self.me) || self.quorum_problem().is_some() {
-                continue;
-            }
-            let state = self.state();
+        while let Some(state) = self.leader_turn(&mut applied).await {
             let is_down = |m: u64| state.members.get(&m).is_none_or(|r| !r.up);
             let duties = pool::hooks::duties(
                 &state.pools,

@@ -2,17 +2,19 @@
 //! pool with [`pool::decide`] and commit what changed. Only a leader that can commit decides;
 //! a decision made from a pool that changed meanwhile is refused by `apply` and made again.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-use std::collections::HashMap;
 
 use chrono::Utc;
 use pool::{Pool, PoolCommand, PoolMember};
 use proto::{PoolState, ServerKey};
 
+use tokio::sync::watch;
+
 use super::{quorum, Group};
-use crate::state::{Applied, Command};
+use crate::raft::store::AppliedState;
+use crate::state::{Applied, Command, GroupState};
 
 impl Group {
     /// How long ago this member last knew a quorum was with it (the fencing lease's clock);
@@ -32,21 +34,30 @@ impl Group {
         })
     }
 
+    /// Waits for the next applied change or Raft heartbeat at which this member leads with a
+    /// quorum, and returns the state then; none once the state machine is gone.
+    pub(super) async fn leader_turn(
+        &self,
+        applied: &mut watch::Receiver<AppliedState>,
+    ) -> Option<Arc<GroupState>> {
+        let tick = Duration::from_millis(self.cfg.raft_heartbeat_ms);
+        loop {
+            tokio::select! {
+                r = applied.changed() => if r.is_err() { return None },
+                () = tokio::time::sleep(tick) => {}
+            }
+            if self.raft_view().is_leader(self.me) && self.quorum_problem().is_none() {
+                return Some(self.state());
+            }
+        }
+    }
+
     /// Runs for the life of the process.
     pub(super) async fn decide_pools(self: Arc<Self>) {
         let mut applied = self.applied.clone();
-        let tick = Duration::from_millis(self.cfg.raft_heartbeat_ms);
         // Promotions pre_promote vetoed: not tried again before the instant; the last outcome.
         let mut vetoed: HashMap<(String, ServerKey), (Instant, String)> = HashMap::new();
-        loop {
-            tokio::select! {
-                r = applied.changed() => if r.is_err() { return },
-                () = tokio::time::sleep(tick) => {}
-            }
-            if !self.raft_view().is_leader(self.me) || self.quorum_problem().is_some() {
-                continue;
-            }
-            let state = self.state();
+        while let Some(state) = self.leader_turn(&mut applied).await {
             for (name, current) in &state.pools.pools {
                 let started = Instant::now();
                 let decided = pool::decide(name, current, &|k| state.seen(k), Utc::now());
