@@ -422,6 +422,8 @@ fn haproxy_httpchk_with_runtime_push_and_a_restart() {
     let impostor = std::os::unix::net::UnixListener::bind(&wrong).unwrap();
     std::thread::spawn(move || {
         for mut conn in impostor.incoming().flatten() {
+            let mut line = [0u8; 256];
+            let _ = conn.read(&mut line);
             let _ = conn.write_all(b"Unknown command, please enter 'help'\n");
         }
     });
