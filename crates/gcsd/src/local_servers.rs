@@ -177,6 +177,14 @@ impl LocalServers {
         role: Role,
     ) -> Result<(), ProposeError> {
         let _changing = self.changes.lock().await;
+        // The state machine refuses it anyway; asked here first, the plugin gets its own errno.
+        if let Some(why) = self
+            .group
+            .state()
+            .server_cap_problem(self.group.me, &server)
+        {
+            return Err(ProposeError::Full(why));
+        }
         self.announce().await?;
         self.commit(self.register_command(&server, status, role))
             .await?;

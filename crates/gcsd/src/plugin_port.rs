@@ -259,6 +259,7 @@ fn committed(result: Result<(), ProposeError>) -> Reply {
         Ok(()) => Reply::ok(),
         Err(ProposeError::NoQuorum(why)) => Reply::no_quorum(&why),
         Err(ProposeError::Rejected(why)) => Reply::rejected(&why),
+        Err(ProposeError::Full(why)) => Reply::too_many_servers(&why),
         // `propose` follows a moving leader until its timeout, so `NotLeader` does not reach
         // here; if it ever did, it is a failure of this member, not an answer of the group.
         Err(e @ (ProposeError::NotLeader { .. } | ProposeError::Failed(_))) => {

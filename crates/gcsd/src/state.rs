@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use pool::{PoolCommand, Pools, Seen};
-use proto::{MppFields, Role, ServerKey, ServerRow, Status};
+use proto::{is_token, MppFields, Role, ServerKey, ServerRow, Status, MAX_TOKEN};
 use serde::{Deserialize, Serialize};
 
 /// A member's Raft node id.
@@ -117,9 +117,58 @@ pub struct GroupState {
     pub pools: Pools,
 }
 
+/// The most servers the group lists, and the most one member may register: bounds on the
+/// replicated state (and on every serverlist and snapshot), enforced in [`GroupState::apply`].
+pub const MAX_SERVERS: usize = 10_000;
+pub const MAX_SERVERS_PER_MEMBER: usize = 1_000;
+
 impl GroupState {
+    /// Why `cmd` must not be applied, if it must not: a key or name that breaks the protocol's
+    /// rules (a proposal that did not come through the plugin port's parser), or a registration
+    /// beyond [`MAX_SERVERS`] or [`MAX_SERVERS_PER_MEMBER`]. Deterministic, like `apply`.
+    pub fn refusal(&self, cmd: &Command) -> Option<String> {
+        let key = |k: &ServerKey| {
+            (!is_token(&k.host) || !is_token(&k.port)).then(|| {
+                format!(
+                    "server {:?} {:?}: host and port must be 1 to {MAX_TOKEN} printable ASCII characters",
+                    k.host, k.port
+                )
+            })
+        };
+        match cmd {
+            Command::Register { member, server, .. } => {
+                key(server).or_else(|| self.server_cap_problem(*member, server))
+            }
+            Command::Leave { server } | Command::Expire { server, .. } => key(server),
+            Command::Touch { servers, .. } => servers.iter().find_map(key),
+            Command::MemberUp { name, .. } => proto::member_name_problem(name),
+            _ => None,
+        }
+    }
+
+    /// Why `member` may not register `server` now: the group or the member is full. A server
+    /// already listed may always register again (a status or role change).
+    pub fn server_cap_problem(&self, member: MemberId, server: &ServerKey) -> Option<String> {
+        if self.servers.contains_key(server) {
+            return None;
+        }
+        let owned = self.servers.values().filter(|s| s.member == member).count();
+        if self.servers.len() >= MAX_SERVERS {
+            Some(format!("the group lists {MAX_SERVERS} servers, its most"))
+        } else if owned >= MAX_SERVERS_PER_MEMBER {
+            Some(format!(
+                "member {member} has registered {MAX_SERVERS_PER_MEMBER} servers, the most one member may"
+            ))
+        } else {
+            None
+        }
+    }
+
     /// Applies one committed command. Deterministic: depends on nothing but `self` and `cmd`.
     pub fn apply(&mut self, cmd: &Command) -> Applied {
+        if let Some(why) = self.refusal(cmd) {
+            return Applied::Rejected(why);
+        }
         match cmd {
             Command::Register {
                 member,
@@ -404,6 +453,89 @@ mod tests {
             reason: DownReason::Timeout,
             at: at(2),
         }
+    }
+
+    /// Keys and names that break the protocol's rules are refused by the state machine itself
+    /// (a proposal need not come through the plugin port's parser), and nothing changes.
+    #[test]
+    fn malformed_keys_and_names_are_refused() {
+        let mut state = GroupState::default();
+        assert_eq!(state.apply(&up(1)), Applied::Done);
+        let with_key = |host: &str, port: &str| Command::Register {
+            member: 1,
+            server: ServerKey::new(host, port),
+            status: Status::On,
+            role: Role::Slave,
+            ttl_secs: 3,
+            at: at(1),
+        };
+        let long = "9".repeat(256);
+        for cmd in [
+            with_key("a b", "3306"),
+            with_key("a\n0 x", "3306"),
+            with_key("a", &long),
+            with_key("", "3306"),
+            Command::Leave {
+                server: ServerKey::new("a b", "1"),
+            },
+            Command::Touch {
+                member: 1,
+                servers: vec![key("ok"), ServerKey::new("x", "\u{7f}")],
+                at: at(2),
+            },
+            Command::MemberUp {
+                member: 2,
+                name: "x y".into(),
+                at: at(0),
+            },
+        ] {
+            let before = state.clone();
+            assert!(
+                matches!(state.apply(&cmd), Applied::Rejected(_)),
+                "{cmd:?} was applied"
+            );
+            assert_eq!(state, before, "{cmd:?} changed the state");
+        }
+    }
+
+    /// At most MAX_SERVERS_PER_MEMBER servers through one member and MAX_SERVERS in all; a
+    /// server already listed may always register again (a status or role change).
+    #[test]
+    fn server_caps() {
+        let mut state = GroupState::default();
+        for m in 1..=11 {
+            state.apply(&up(m));
+        }
+        for i in 0..MAX_SERVERS_PER_MEMBER {
+            assert_eq!(
+                state.apply(&register(1, &format!("h{i}"), Status::On)),
+                Applied::Done
+            );
+        }
+        let refused = state.apply(&register(1, "one-more", Status::On));
+        assert_eq!(
+            refused,
+            Applied::Rejected(format!(
+                "member 1 has registered {MAX_SERVERS_PER_MEMBER} servers, the most one member may"
+            ))
+        );
+        assert_eq!(
+            state.apply(&register(1, "h0", Status::Standby)),
+            Applied::Done
+        );
+        for m in 2..=10 {
+            for i in 0..MAX_SERVERS_PER_MEMBER {
+                assert_eq!(
+                    state.apply(&register(m, &format!("m{m}h{i}"), Status::On)),
+                    Applied::Done
+                );
+            }
+        }
+        assert_eq!(state.servers.len(), MAX_SERVERS);
+        assert_eq!(
+            state.apply(&register(11, "x", Status::On)),
+            Applied::Rejected(format!("the group lists {MAX_SERVERS} servers, its most"))
+        );
     }
 
     /// Name, commands, expected outcome of the last one, expected servers as

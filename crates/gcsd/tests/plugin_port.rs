@@ -1174,3 +1174,27 @@ fn left_servers_stay_gone() {
         "servers that left are listed again: {servers:?}; {resurrected} re-registrations logged"
     );
 }
+
+/// One member registers at most 1,000 servers: the 1,001st `join` gets errno 14 and changes
+/// nothing; a listed server may still join again (a role change), and one that leaves makes room.
+#[test]
+fn the_servers_of_one_member_are_capped() {
+    // Long enough a TTL that none expires while the 1,000 are registered.
+    let g = started("server_ttl_secs = 600");
+    let mut c = g.connect();
+    for i in 0..1000 {
+        assert_eq!(
+            c.cmd(&format!("join h{i} 3306 on slave")),
+            "0 OK\n",
+            "join {i}"
+        );
+    }
+    assert_eq!(
+        c.cmd("join one-more 3306 on slave"),
+        "14 Too many servers: member 1 has registered 1000 servers, the most one member may\n"
+    );
+    assert_eq!(g.serverlist().rows.len(), 1000);
+    assert_eq!(c.cmd("join h7 3306 on master"), "0 OK\n");
+    assert_eq!(c.cmd("leave h7 3306"), "0 OK\n");
+    assert_eq!(c.cmd("join one-more 3306 on slave"), "0 OK\n");
+}

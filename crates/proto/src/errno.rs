@@ -31,10 +31,12 @@ pub enum Errno {
     /// This member failed while committing the change (for example its Raft stopped); the
     /// change may or may not have been committed.
     Failed = 13,
+    /// A `join` of a new server when the group, or the member, lists the most servers it may.
+    TooManyServers = 14,
 }
 
 impl Errno {
-    pub const ALL: [Errno; 14] = [
+    pub const ALL: [Errno; 15] = [
         Errno::Ok,
         Errno::InvalidCommand,
         Errno::WrongParameterCount,
@@ -49,6 +51,7 @@ impl Errno {
         Errno::ShuttingDown,
         Errno::Rejected,
         Errno::Failed,
+        Errno::TooManyServers,
     ];
 
     pub fn code(self) -> u16 {

@@ -81,6 +81,11 @@ impl Reply {
         Reply::new(Errno::Rejected, format!("Rejected: {why}"))
     }
 
+    /// Error 14: the group, or this member, lists the most servers it may.
+    pub fn too_many_servers(why: &str) -> Self {
+        Reply::new(Errno::TooManyServers, format!("Too many servers: {why}"))
+    }
+
     /// Error 13: this member failed while committing the change.
     pub fn failed(why: &str) -> Self {
         Reply::new(
@@ -167,7 +172,7 @@ mod tests {
         assert_eq!(reason(""), "expected '<errno> <text>'");
         assert_eq!(reason("+0 OK"), "errno is not a number");
         assert_eq!(reason(" OK"), "errno is not a number");
-        assert_eq!(reason("14 OK"), "unknown errno");
+        assert_eq!(reason("15 OK"), "unknown errno");
         assert_eq!(reason("99999999999 OK"), "unknown errno");
     }
 }

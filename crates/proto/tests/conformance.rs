@@ -241,6 +241,10 @@ fn daemon_side_replies_byte_for_byte() {
             Reply::failed("Raft stopped: panicked"),
             "13 Failed: the change may not have been committed (Raft stopped: panicked)\n",
         ),
+        (
+            Reply::too_many_servers("member 1 has registered 1000 servers, the most one member may"),
+            "14 Too many servers: member 1 has registered 1000 servers, the most one member may\n",
+        ),
     ];
     for (reply, line) in table {
         assert_eq!(reply.to_line(), *line);
@@ -248,7 +252,7 @@ fn daemon_side_replies_byte_for_byte() {
     }
 }
 
-/// Errnos 1 to 5 come from the parser and 6 to 13 from the daemon's constructors; together
+/// Errnos 1 to 5 come from the parser and 6 to 14 from the daemon's constructors; together
 /// the tests of this file cover every code.
 #[test]
 fn every_errno_has_a_conformance_case() {
@@ -267,6 +271,7 @@ fn every_errno_has_a_conformance_case() {
         Reply::shutting_down().errno,
         Reply::rejected("").errno,
         Reply::failed("").errno,
+        Reply::too_many_servers("").errno,
     ];
     assert_eq!(covered, Errno::ALL);
 }

@@ -98,6 +98,10 @@ pub enum ProposeError {
     NotLeader { leader: Option<MemberNode> },
     #[error("{0}")]
     Failed(String),
+    /// Refused before it was proposed: the group or this member lists the most servers it may.
+    /// Never sent between members.
+    #[error("too many servers: {0}")]
+    Full(String),
 }
 
 /// A command the leader committed, and where in the log.
