@@ -868,10 +868,12 @@ fn a_handover_target_that_cannot_catch_up_and_hostile_takeover() {
 fn isolated_active_host_fences_itself_and_the_majority_takes_over() {
     let _turn = one_at_a_time();
     let (mut lab, sampler) = Lab::in_netns(2, 'i').with_pool(1);
-    let isolated = Instant::now();
     let agent = |lab: &Lab| lab.agent_check(0, b"primary pool=app\n");
-    assert_eq!(lab.lb_check(0, "/primary").0, 200);
-    assert!(agent(&lab).starts_with("up # "));
+    // Claimed as the writer once primary_hold_ms is over.
+    wait_for("the ACTIVE's member to claim it", WITHIN, || {
+        (lab.lb_check(0, "/primary").0 == 200 && agent(&lab).starts_with("up # ")).then_some(())
+    });
+    let isolated = Instant::now();
     lab.net.as_mut().expect("in namespaces").isolate(0);
     wait_for(
         "the isolated member to stop claiming the ACTIVE (HTTP and agent-check)",

@@ -169,10 +169,15 @@ pub(super) fn settings((host, port): (String, u32)) -> Result<Settings, String> 
     if mysql_port == 0 {
         return Err("this server has no TCP port; set isis2d_mysql_port".into());
     }
-    let daemon = if daemon_host.contains(':') {
-        format!("[{daemon_host}]:{daemon_port}")
-    } else {
-        format!("{daemon_host}:{daemon_port}")
+    // The link never resolves a name: a DNS lookup could block the plugin's thread (and an
+    // INSTALL or a shutdown waiting for it) for as long as the resolver likes.
+    let daemon = match daemon_host.parse::<std::net::IpAddr>() {
+        Ok(ip) => std::net::SocketAddr::new(ip, daemon_port as u16).to_string(),
+        Err(_) => {
+            return Err(format!(
+                "isis2d_daemon_host {daemon_host:?} must be an IP address such as 127.0.0.1 (the plugin does not resolve host names)"
+            ))
+        }
     };
     Ok(Settings {
         daemon,

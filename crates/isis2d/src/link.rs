@@ -141,6 +141,12 @@ enum LinkError {
     Garbage { addr: String, line: String },
     #[error("gcsd at {addr} sent a line longer than {} bytes", proto::MAX_LINE)]
     LineTooLong { addr: String },
+    #[error(
+        "gcsd at {addr} sent a serverlist too large (more than {} rows or {} bytes); not kept",
+        proto::MAX_BLOCK_ROWS,
+        proto::MAX_BLOCK_BYTES
+    )]
+    TooLarge { addr: String },
     #[error("gcsd at {addr} refused {command:?}: {reply}")]
     Refused {
         addr: String,
@@ -157,6 +163,7 @@ impl LinkError {
             LinkError::Io { .. } => "io",
             LinkError::Closed { .. } => "closed",
             LinkError::Garbage { .. } | LinkError::LineTooLong { .. } => "not the protocol",
+            LinkError::TooLarge { .. } => "too large",
             LinkError::Refused { .. } => "refused",
         }
     }
@@ -335,9 +342,14 @@ impl Link {
                 history_due = false;
             }
             for line in sub.poll_lines()? {
-                let list = blocks.push_line(&line).map_err(|_| LinkError::Garbage {
-                    addr: sub.addr.clone(),
-                    line: line.clone(),
+                let list = blocks.push_line(&line).map_err(|e| match e.reason {
+                    proto::TOO_LARGE => LinkError::TooLarge {
+                        addr: sub.addr.clone(),
+                    },
+                    _ => LinkError::Garbage {
+                        addr: sub.addr.clone(),
+                        line: line.clone(),
+                    },
                 })?;
                 if let Some(list) = list {
                     let gcsd_warning =

@@ -26,7 +26,7 @@ pub use mpp::{Health, PoolState, PoolType, MAX_MESSAGE, MAX_POOL_NAME};
 pub use reply::{no_quorum_text, Reply};
 pub use serverlist::{
     served_version, version_reply_text, BlockReader, MppFields, ServerList, ServerRow,
-    SERVERLIST_VERSION,
+    MAX_BLOCK_BYTES, MAX_BLOCK_ROWS, SERVERLIST_VERSION, TOO_LARGE,
 };
 pub use vocabulary::{
     default_member_name, is_token, member_name_problem, ParseError, Role, ServerKey, Status,

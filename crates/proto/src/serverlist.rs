@@ -207,6 +207,14 @@ fn opens_block(errno: Errno) -> bool {
     matches!(errno, Errno::Ok | Errno::Stale)
 }
 
+/// The most rows a reader takes in one serverlist block (gcsd lists at most 10,000 servers;
+/// version 2 has a row per server and pool), and the most bytes: a peer that sends more is
+/// refused with [`TOO_LARGE`] rather than grow the reader's memory (inside mariadbd).
+pub const MAX_BLOCK_ROWS: usize = 20_000;
+pub const MAX_BLOCK_BYTES: usize = 8 << 20;
+/// The [`ParseError`] reason of a block over [`MAX_BLOCK_ROWS`] or [`MAX_BLOCK_BYTES`].
+pub const TOO_LARGE: &str = "serverlist too large";
+
 /// Incremental client-side reader: feed it lines, get complete serverlists.
 ///
 /// After an error it starts over expecting a header; callers normally drop the connection.
@@ -214,6 +222,8 @@ fn opens_block(errno: Errno) -> bool {
 pub struct BlockReader {
     /// The block being read, `None` while waiting for a header.
     pending: Option<ServerList>,
+    /// Bytes of the block so far.
+    bytes: usize,
     version: u32,
 }
 
@@ -233,6 +243,7 @@ impl BlockReader {
     pub fn of_version(version: u32) -> Self {
         BlockReader {
             pending: None,
+            bytes: 0,
             version,
         }
     }
@@ -243,6 +254,7 @@ impl BlockReader {
         let text = strip_str_terminator(line);
         match self.pending.take() {
             None => {
+                self.bytes = 0;
                 let header = Reply::parse(line)?;
                 let list = ServerList {
                     header,
@@ -257,6 +269,10 @@ impl BlockReader {
             }
             Some(list) if text.is_empty() => Ok(Some(list)),
             Some(mut list) => {
+                self.bytes += line.len();
+                if list.rows.len() >= MAX_BLOCK_ROWS || self.bytes > MAX_BLOCK_BYTES {
+                    return Err(ParseError::new(TOO_LARGE, line));
+                }
                 list.rows
                     .push(ServerRow::parse_version(text, self.version)?);
                 self.pending = Some(list);
@@ -280,6 +296,39 @@ mod tests {
             last_update: DateTime::from_timestamp_millis(1_795_307_733_123).unwrap(),
             mpp: None,
         }
+    }
+
+    /// A block that never ends is refused at MAX_BLOCK_ROWS rows, and one of huge rows at
+    /// MAX_BLOCK_BYTES, rather than kept growing; the reader then takes a new block.
+    #[test]
+    fn endless_blocks_are_refused() {
+        let mut reader = BlockReader::new();
+        reader.push_line("0 \n").unwrap();
+        let line = row().to_line();
+        let mut refused = None;
+        for i in 0..=MAX_BLOCK_ROWS {
+            if let Err(e) = reader.push_line(&line) {
+                refused = Some((i, e.reason));
+                break;
+            }
+        }
+        assert_eq!(refused, Some((MAX_BLOCK_ROWS, TOO_LARGE)));
+        reader.push_line("0 \n").unwrap();
+        assert_eq!(reader.push_line(&line), Ok(None));
+        assert!(reader.push_line("\n").unwrap().is_some());
+        let mut reader = BlockReader::new();
+        reader.push_line("0 \n").unwrap();
+        let wide = ServerRow {
+            member: "m".repeat(64),
+            server: ServerKey::new("h".repeat(255), "p".repeat(255)),
+            ..row()
+        }
+        .to_line();
+        let fits = MAX_BLOCK_BYTES / wide.len();
+        for _ in 0..fits {
+            reader.push_line(&wide).unwrap();
+        }
+        assert_eq!(reader.push_line(&wide).unwrap_err().reason, TOO_LARGE);
     }
 
     #[test]
