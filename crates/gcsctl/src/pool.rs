@@ -133,7 +133,10 @@ pub fn is_active(report: &PoolsReport, server: &str) -> bool {
         })
 }
 
-/// The history, oldest first.
+/// How a hook outcome begins when the leader had no hook to run.
+const SKIPPED: &str = "skipped:";
+
+/// The history, oldest first; each hook's outcome under its transition.
 pub fn render_history(report: &HistoryReport) -> String {
     let mut out = String::new();
     for e in &report.history {
@@ -148,7 +151,8 @@ pub fn render_history(report: &HistoryReport) -> String {
             e.epoch,
             e.reason
         ));
-        if !e.hook.is_empty() {
+        // A member without hooks skips them all: that is in --json, not on every line here.
+        if !e.hook.is_empty() && !e.hook.starts_with(SKIPPED) {
             out.push_str(&format!("    hook: {}\n", e.hook));
         }
     }
@@ -205,6 +209,33 @@ mod tests {
                 ],
             }],
         }
+    }
+
+    #[test]
+    fn history_shows_hook_outcomes_but_not_skips() {
+        use chrono::TimeZone;
+        let row = |seq: u64, hook: &str| proto::admin::HistoryRow {
+            seq,
+            time: chrono::Utc.timestamp_opt(1_800_000_000, 0).unwrap(),
+            pool: "app".into(),
+            server: "db2:3306".into(),
+            from: Some(PoolState::Standby),
+            to: Some(PoolState::Active),
+            status: None,
+            epoch: 2,
+            reason: "FAILOVER: Taking over ACTIVE state.".into(),
+            hook: hook.into(),
+        };
+        let text = render_history(&HistoryReport {
+            history: vec![
+                row(1, "ok: exit 0 after 12 ms on member 2"),
+                row(2, "skipped: no on_transition hook on member 3"),
+                row(3, ""),
+            ],
+        });
+        assert_eq!(text.lines().count(), 4, "{text}");
+        assert!(text.contains("STANDBY -> ACTIVE  epoch=2  FAILOVER: Taking over ACTIVE state.\n    hook: ok: exit 0 after 12 ms on member 2\n"), "{text}");
+        assert!(!text.contains("skipped"), "{text}");
     }
 
     #[test]
