@@ -58,6 +58,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
 
     let metrics = Arc::new(metrics::Metrics::new());
     let group = group::Group::open(cfg.clone(), metrics, transport).await?;
+    tokio::spawn(exit_on_storage_failure(group.clone()));
     // Served before bootstrap: a joining member is only added once the leader can reach it.
     tokio::spawn(wire::server::serve(group_listener, group.clone()));
     group.bootstrap().await?;
@@ -152,4 +153,29 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     }
     tracing::info!("gcsd stopped");
     Ok(())
+}
+
+/// The exit code of a member whose storage failed (EX_IOERR): a supervisor restarts it.
+pub const EXIT_STORAGE: i32 = 74;
+
+/// Ends the process when Raft stops on a storage error (disk full, I/O error) or a panic: a
+/// member whose log cannot be written can take no further part, and one clear exit lets a
+/// supervisor restart it (after the disk is fixed) while the rest of the group goes on.
+async fn exit_on_storage_failure(group: Arc<group::Group>) {
+    let mut metrics = group.raft.metrics();
+    loop {
+        let fatal = match &metrics.borrow().running_state {
+            Err(openraft::error::Fatal::Stopped) | Ok(()) => None,
+            Err(fatal) => Some(fatal.to_string()),
+        };
+        if let Some(fatal) = fatal {
+            tracing::error!(
+                "storage failure, this member stops: {fatal}; exiting with code {EXIT_STORAGE} (fix the disk, then restart it)"
+            );
+            std::process::exit(EXIT_STORAGE);
+        }
+        if metrics.changed().await.is_err() {
+            return;
+        }
+    }
 }

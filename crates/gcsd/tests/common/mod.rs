@@ -214,6 +214,13 @@ impl Gcsd {
         }
     }
 
+    /// How the process ended, once it has (reaped); none while it runs.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        let status = self.child.as_mut()?.try_wait().unwrap()?;
+        self.child = None;
+        Some(status)
+    }
+
     /// SIGTERM, and wait for the exit.
     pub fn terminate(&mut self, within: Duration) -> ExitStatus {
         self.signal(libc::SIGTERM);
