@@ -58,7 +58,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
 
     let metrics = Arc::new(metrics::Metrics::new());
     let group = group::Group::open(cfg.clone(), metrics, transport).await?;
-    tokio::spawn(exit_on_storage_failure(group.clone()));
+    let failed = storage_failure(group.clone());
     // Served before bootstrap: a joining member is only added once the leader can reach it.
     tokio::spawn(wire::server::serve(group_listener, group.clone()));
     group.bootstrap().await?;
@@ -125,12 +125,18 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
 
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
+    let mut failure = None;
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM: leaving the group"),
         _ = int.recv() => tracing::info!("SIGINT: leaving the group"),
         () = shutdown.cancelled() => {}
+        f = failed => failure = Some(f),
     }
     shutdown.cancel();
+    if let Some(failure) = failure {
+        // Nothing can be committed any more: no leave, no drain; the others commit it down.
+        return Err(failure.into());
+    }
     // No new connections (the accept loop has stopped); wait for the open ones to say goodbye.
     port.tasks.close();
     let grace = cfg.shutdown_grace();
@@ -155,27 +161,30 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The exit code of a member whose storage failed (EX_IOERR): a supervisor restarts it.
-pub const EXIT_STORAGE: i32 = 74;
+/// Raft stopped on a storage error (disk full, I/O error) or a panic: this member can take no
+/// further part. `main` exits with [`StorageFailure::EXIT_CODE`] (EX_IOERR) so a supervisor
+/// restarts it once the disk is fixed, while the rest of the group goes on.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "storage failure, this member stops: {0}; exiting with code 74 (fix the disk, then restart it)"
+)]
+pub struct StorageFailure(String);
 
-/// Ends the process when Raft stops on a storage error (disk full, I/O error) or a panic: a
-/// member whose log cannot be written can take no further part, and one clear exit lets a
-/// supervisor restart it (after the disk is fixed) while the rest of the group goes on.
-async fn exit_on_storage_failure(group: Arc<group::Group>) {
+impl StorageFailure {
+    pub const EXIT_CODE: u8 = 74;
+}
+
+/// Resolves when Raft stops for any reason but a normal shutdown.
+async fn storage_failure(group: Arc<group::Group>) -> StorageFailure {
     let mut metrics = group.raft.metrics();
     loop {
-        let fatal = match &metrics.borrow().running_state {
-            Err(openraft::error::Fatal::Stopped) | Ok(()) => None,
-            Err(fatal) => Some(fatal.to_string()),
-        };
-        if let Some(fatal) = fatal {
-            tracing::error!(
-                "storage failure, this member stops: {fatal}; exiting with code {EXIT_STORAGE} (fix the disk, then restart it)"
-            );
-            std::process::exit(EXIT_STORAGE);
+        if let Err(fatal) = &metrics.borrow().running_state {
+            if !matches!(fatal, openraft::error::Fatal::Stopped) {
+                return StorageFailure(fatal.to_string());
+            }
         }
         if metrics.changed().await.is_err() {
-            return;
+            std::future::pending::<()>().await;
         }
     }
 }

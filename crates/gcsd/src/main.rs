@@ -72,8 +72,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(app::run(cfg)) {
+    let result = runtime.block_on(app::run(cfg));
+    // Tasks still blocked on the broken storage must not hold the exit up.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is::<app::StorageFailure>() => {
+            tracing::error!("{e}");
+            ExitCode::from(app::StorageFailure::EXIT_CODE)
+        }
         Err(e) => {
             tracing::error!("gcsd stopped: {e:#}");
             ExitCode::FAILURE
