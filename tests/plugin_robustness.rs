@@ -459,6 +459,8 @@ enum Fake {
     /// everything else; it lists one server whose names are as long as tokens may be
     /// ([`wide_row`]).
     WideList,
+    /// Answers `subscribe` with a serverlist block that never ends: valid rows, forever.
+    EndlessBlock,
 }
 
 /// Not ASCII in part: the error text quoting it takes the shim's character-set-checked path.
@@ -611,6 +613,22 @@ fn serve(mut stream: TcpStream, mode: Fake, stop: &AtomicBool) {
                 }
             }
         }
+        Fake::EndlessBlock => {
+            while let Some(line) = read_line(&mut stream) {
+                if !line.starts_with(b"subscribe") {
+                    if !send(&mut stream, b"0 OK\n") {
+                        return;
+                    }
+                    continue;
+                }
+                let rows = format!("{}\n", wide_row()).repeat(64);
+                if !send(&mut stream, b"0 OK\n0 OK\n") {
+                    return;
+                }
+                while !stop.load(Ordering::Relaxed) && send(&mut stream, rows.as_bytes()) {}
+                return;
+            }
+        }
         Fake::Slow => {
             while read_line(&mut stream).is_some() {
                 let until = Instant::now() + Duration::from_secs(2);
@@ -752,6 +770,51 @@ fn a_gcsd_that_never_sends_a_list_is_never_shown_as_an_empty_healthy_list() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    assert_no_crash(&db);
+}
+
+/// A "gcsd" whose serverlist block never ends: the plugin refuses it at the reader's bound
+/// (20,000 rows or 8 MiB) and says "too large" (ERRNO 1001), mariadbd's memory stays bounded
+/// while the fake keeps sending, SELECTs stay prompt, and the problem is logged once.
+#[test]
+fn an_endless_serverlist_is_refused_and_memory_stays_bounded() {
+    let _turn = one_at_a_time();
+    let fake = FakeSidecar::start(Fake::EndlessBlock);
+    let db = with_plugin(MariaDb::new(), fake.port).start();
+    poll_until("the too-large error row", ERROR_ROW_WITHIN, || {
+        let rows = isis2is(&db);
+        match rows.as_slice() {
+            [row]
+                if row.errno == 1001
+                    && row
+                        .error
+                        .as_deref()
+                        .is_some_and(|e| e.contains("serverlist too large")) =>
+            {
+                Ok(())
+            }
+            _ => Err(show(&rows)),
+        }
+    });
+    let settled = db.rss_kb();
+    let until = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < until {
+        let started = Instant::now();
+        isis2is(&db);
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "a SELECT took {:?}",
+            started.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let grown = db.rss_kb().saturating_sub(settled);
+    eprintln!(
+        "mariadbd RSS {settled} kB once refused, +{grown} kB after 15 s more of the endless block"
+    );
+    assert!(grown < 20 * 1024, "mariadbd grew by {grown} kB");
+    let log = db.error_log();
+    assert_eq!(log.matches("serverlist too large").count(), 1, "{log}");
     assert_no_crash(&db);
 }
 

@@ -118,6 +118,8 @@ pub struct Link {
     confirmed: Mutex<Option<Instant>>,
     /// Clones of the open sockets, so `stop` can cut a blocked operation short.
     sockets: Mutex<Vec<TcpStream>>,
+    /// A problem was logged since the last "connected" note: the next connection says so.
+    down_logged: AtomicBool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -195,6 +197,7 @@ impl Link {
             history: RwLock::new(Arc::new(HistorySnapshot::default())),
             confirmed: Mutex::new(None),
             sockets: Mutex::new(Vec::new()),
+            down_logged: AtomicBool::new(false),
         })
     }
 
@@ -234,8 +237,13 @@ impl Link {
         // The kinds of problem logged since the link was last up.
         let mut reported: Vec<&'static str> = Vec::new();
         while !self.stopping() {
+            let before = self.confirmed();
             let result = self.session(server);
-            if self.stats.connected.swap(false, Ordering::Relaxed) {
+            // Only a session that got gcsd's word on the list counts as the link having been
+            // up: one that connects and then fails the same way each time (a list too large,
+            // say) is the same problem, logged once.
+            let served = self.confirmed() != before;
+            if self.stats.connected.swap(false, Ordering::Relaxed) && served {
                 reported.clear();
             }
             self.sockets.lock().clear();
@@ -251,6 +259,7 @@ impl Link {
             if !reported.contains(&e.kind()) {
                 server.log(LogLevel::Warning, &format!("{message}; retrying"));
                 reported.push(e.kind());
+                self.down_logged.store(true, Ordering::Relaxed);
             }
             self.sleep(backoff);
             backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -320,7 +329,7 @@ impl Link {
             .set_read_timeout(Some(POLL))
             .map_err(|source| cmd.io(source))?;
         self.stats.connected.store(true, Ordering::Relaxed);
-        if !self.stats.last_error.lock().is_empty() {
+        if self.down_logged.swap(false, Ordering::Relaxed) {
             server.log(
                 LogLevel::Note,
                 &format!("connected to gcsd at {}", cmd.addr),
