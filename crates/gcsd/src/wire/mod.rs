@@ -171,17 +171,32 @@ pub async fn write_frame<T: Serialize>(
     w.flush().await
 }
 
+/// The largest hello: a few fields; a peer announcing more is not a member.
+pub const MAX_HELLO: usize = 4096;
+
 pub async fn read_frame<T: DeserializeOwned>(
     r: &mut (impl AsyncReadExt + Unpin),
 ) -> std::io::Result<T> {
+    read_frame_of_at_most(r, MAX_FRAME).await
+}
+
+/// One frame of at most `max` bytes. The body is kept as it arrives, never allocated at the
+/// announced size: a peer that announces a large frame and trickles it holds only what it sent.
+pub async fn read_frame_of_at_most<T: DeserializeOwned>(
+    r: &mut (impl AsyncReadExt + Unpin),
+    max: usize,
+) -> std::io::Result<T> {
     let len = r.read_u32().await? as usize;
-    if len > MAX_FRAME {
+    if len > max {
         return Err(std::io::Error::other(format!(
-            "frame of {len} bytes exceeds the limit of {MAX_FRAME}"
+            "frame of {len} bytes exceeds the limit of {max}"
         )));
     }
-    let mut body = vec![0; len];
-    r.read_exact(&mut body).await?;
+    let mut body = Vec::with_capacity(len.min(64 * 1024));
+    let read = r.take(len as u64).read_to_end(&mut body).await?;
+    if read < len {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
     serde_json::from_slice(&body).map_err(std::io::Error::other)
 }
 
@@ -251,6 +266,39 @@ impl Connection {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A hello over MAX_HELLO is refused from its length alone; a frame that announces more
+    /// than the peer sends ends in an error, and what is kept is what arrived.
+    #[tokio::test]
+    async fn frames_are_bounded_by_what_they_may_be_and_what_arrived() {
+        let (mut peer, mut me) = tokio::io::duplex(1 << 16);
+        peer.write_u32(MAX_HELLO as u32 + 1).await.unwrap();
+        let err = read_frame_of_at_most::<Hello>(&mut me, MAX_HELLO)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "frame of 4097 bytes exceeds the limit of 4096"
+        );
+
+        let (mut peer, mut me) = tokio::io::duplex(1 << 16);
+        peer.write_u32(MAX_FRAME as u32).await.unwrap();
+        peer.write_all(b"{\"magic\"").await.unwrap();
+        drop(peer);
+        let err = read_frame::<Hello>(&mut me).await.unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof);
+
+        let (mut peer, mut me) = tokio::io::duplex(1 << 16);
+        let hello = Hello {
+            magic: "gcsd".into(),
+            version: 1,
+            from: 2,
+            group: None,
+        };
+        write_frame(&mut peer, &hello).await.unwrap();
+        let got: Hello = read_frame_of_at_most(&mut me, MAX_HELLO).await.unwrap();
+        assert_eq!((got.magic, got.from), ("gcsd".to_owned(), 2));
+    }
 
     /// The membership requests keep the bytes of wire version 1.
     #[test]

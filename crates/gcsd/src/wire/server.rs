@@ -10,7 +10,10 @@ use openraft::Snapshot;
 use tokio::io::BufStream;
 
 use super::transport::{Acceptor, BoxStream};
-use super::{read_frame, write_frame, Handshake, Hello, MembershipChange, Request, Response};
+use super::{
+    read_frame, read_frame_of_at_most, write_frame, Handshake, Hello, MembershipChange, Request,
+    Response, MAX_HELLO,
+};
 use crate::group::Group;
 
 /// A peer must introduce itself within this time.
@@ -38,9 +41,10 @@ pub async fn serve(mut listener: Box<dyn Acceptor>, group: Arc<Group>) {
 
 async fn serve_peer(stream: BoxStream, group: &Group) -> std::io::Result<()> {
     let mut stream = BufStream::new(stream);
-    let hello: Hello = tokio::time::timeout(HELLO_TIMEOUT, read_frame(&mut stream))
-        .await
-        .map_err(|_| std::io::Error::other("no hello in time"))??;
+    let hello: Hello =
+        tokio::time::timeout(HELLO_TIMEOUT, read_frame_of_at_most(&mut stream, MAX_HELLO))
+            .await
+            .map_err(|_| std::io::Error::other("no hello in time"))??;
     write_frame(&mut stream, &group.identity.hello()).await?;
     if let Err(why) = group.identity.accept(&hello).await {
         tracing::warn!("refused a group connection: {why}");
