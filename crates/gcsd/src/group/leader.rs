@@ -80,7 +80,10 @@ impl Group {
             member_timeout: self.cfg.member_timeout(),
             voters: self.cfg.voters,
         };
-        let mut leading_since: Option<Instant> = None;
+        // Since when this member leads, in which term. A leader that lost its term and won a
+        // new one between two ticks (an isolated leader back after a heal) leads anew: what it
+        // heard of the others before is no measure of their silence now.
+        let mut leading_since: Option<(u64, Instant)> = None;
         loop {
             tokio::time::sleep(tick).await;
             let view = self.raft_view();
@@ -88,7 +91,13 @@ impl Group {
                 leading_since = None;
                 continue;
             }
-            let leading_for = leading_since.get_or_insert_with(Instant::now).elapsed();
+            if leading_since.is_some_and(|(term, _)| term != view.term) {
+                leading_since = None;
+            }
+            let leading_for = leading_since
+                .get_or_insert_with(|| (view.term, Instant::now()))
+                .1
+                .elapsed();
             let state = self.state();
             for duty in duties(&view, self.me, &state, &self.heard(), leading_for, rules) {
                 self.carry_out(duty).await;
