@@ -1179,6 +1179,14 @@ fn off_seen(port: u16, dead: u16) -> u64 {
     })
 }
 
+/// A benchmark's setting from the environment (`BENCH_TRIALS`, `BENCH_SECS`), else `default`.
+fn bench_knob<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 fn summary(name: &str, mut ms: Vec<f64>) -> String {
     ms.sort_by(f64::total_cmp);
     let at = |q: f64| ms[((ms.len() as f64 * q).ceil() as usize).clamp(1, ms.len()) - 1];
@@ -1198,10 +1206,7 @@ fn summary(name: &str, mut ms: Vec<f64>) -> String {
 #[ignore = "a benchmark: bench/failover.sh"]
 fn failover_benchmark() {
     let _turn = one_at_a_time();
-    let trials: usize = std::env::var("BENCH_TRIALS")
-        .ok()
-        .and_then(|t| t.parse().ok())
-        .unwrap_or(20);
+    let trials = bench_knob("BENCH_TRIALS", 20);
     let (mut lab, sampler) = Lab::start_with(3, "kill_hung = true").with_pool(0);
     let (p, s) = (lab.addr(0), lab.addr(1));
     let (pp, sp) = (lab.dbs[0].port, lab.dbs[1].port);
@@ -1435,10 +1440,7 @@ fn at_rest(lab: &Lab) {
 #[ignore = "a benchmark: bench/failover.sh"]
 fn isolation_benchmark() {
     let _turn = one_at_a_time();
-    let trials: usize = std::env::var("BENCH_TRIALS")
-        .ok()
-        .and_then(|t| t.parse().ok())
-        .unwrap_or(20);
+    let trials = bench_knob("BENCH_TRIALS", 20);
     let (mut lab, sampler) = Lab::in_netns(2, 'b').with_pool(0);
     let p = lab.addr(0);
     let (pp, sp) = (lab.dbs[0].port, lab.dbs[1].port);

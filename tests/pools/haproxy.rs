@@ -517,7 +517,7 @@ fn haproxy_httpchk_with_runtime_push_and_a_restart() {
 #[ignore = "a benchmark: bench/haproxy.sh"]
 fn haproxy_failover_benchmark() {
     let _turn = one_at_a_time();
-    let trials = bench_trials();
+    let trials = bench_knob("BENCH_TRIALS", 20);
     let push_dir = tempfile::tempdir().unwrap();
     let (mut lab, sampler) =
         Lab::with_member_config(3, &pusher(&Haproxy::socket(push_dir.path()))).with_pool(0);
@@ -566,7 +566,7 @@ fn haproxy_failover_benchmark() {
 #[ignore = "a benchmark: bench/haproxy.sh"]
 fn haproxy_isolation_benchmark() {
     let _turn = one_at_a_time();
-    let trials = bench_trials();
+    let trials = bench_knob("BENCH_TRIALS", 20);
     let (mut lab, sampler) = Lab::in_netns(3, 'h').with_pool(0);
     let h = Haproxy::start(&lab, tempfile::tempdir().unwrap(), "agent-check", false);
     h.wait_up(WRITER, &["db1"]);
@@ -606,10 +606,7 @@ fn haproxy_isolation_benchmark() {
 #[ignore = "a benchmark: bench/haproxy.sh"]
 fn haproxy_check_cost_benchmark() {
     let _turn = one_at_a_time();
-    let secs: u64 = std::env::var("BENCH_SECS")
-        .ok()
-        .and_then(|t| t.parse().ok())
-        .unwrap_or(30);
+    let secs: u64 = bench_knob("BENCH_SECS", 30);
     let (lab, sampler) = Lab::start(3).with_pool(0);
     let cpu = |lab: &Lab| -> Vec<f64> {
         let ticks = |pid: i32| -> f64 {
@@ -656,13 +653,6 @@ fn back_to_the_primary(lab: &Lab, h: &Haproxy) {
     lab.wait_replicating(1);
 }
 
-fn bench_trials() -> usize {
-    std::env::var("BENCH_TRIALS")
-        .ok()
-        .and_then(|t| t.parse().ok())
-        .unwrap_or(20)
-}
-
 /// gcsd 3's `[[haproxy]]` section: the pool's writer and reader backends in the HAProxy whose
 /// runtime socket is `socket`.
 fn pusher(socket: &Path) -> impl Fn(&Gcsd, &[String]) -> String {
@@ -694,10 +684,7 @@ fn pusher(socket: &Path) -> impl Fn(&Gcsd, &[String]) -> String {
 #[ignore = "a benchmark: bench/false-failovers.sh"]
 fn false_failover_benchmark() {
     let _turn = one_at_a_time();
-    let secs: u64 = std::env::var("BENCH_SECS")
-        .ok()
-        .and_then(|t| t.parse().ok())
-        .unwrap_or(600);
+    let secs: u64 = bench_knob("BENCH_SECS", 600);
     let proxy_script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/delay_proxy.py");
     let proxies = Proxies(Mutex::new(Vec::new()));
     let through_proxy = |g: &Gcsd, _: &[String]| -> String {

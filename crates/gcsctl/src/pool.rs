@@ -133,9 +133,6 @@ pub fn is_active(report: &PoolsReport, server: &str) -> bool {
         })
 }
 
-/// How a hook outcome begins when the leader had no hook to run.
-const SKIPPED: &str = "skipped:";
-
 /// The history, oldest first; each hook's outcome under its transition.
 pub fn render_history(report: &HistoryReport) -> String {
     let mut out = String::new();
@@ -152,7 +149,7 @@ pub fn render_history(report: &HistoryReport) -> String {
             e.reason
         ));
         // A member without hooks skips them all: that is in --json, not on every line here.
-        if !e.hook.is_empty() && !e.hook.starts_with(SKIPPED) {
+        if !e.hook.is_empty() && !e.hook.starts_with(proto::admin::HOOK_SKIPPED) {
             out.push_str(&format!("    hook: {}\n", e.hook));
         }
     }

@@ -140,7 +140,10 @@ impl Pools {
             (HookState::Pending, HookStep::Skip) => HookState::Done {
                 member,
                 ok: true,
-                outcome: format!("skipped: no on_transition hook on member {member}"),
+                outcome: format!(
+                    "{} no on_transition hook on member {member}",
+                    proto::admin::HOOK_SKIPPED
+                ),
             },
             (HookState::Running { member: by, .. }, HookStep::Finish { ok, outcome })
                 if *by == member =>

@@ -125,10 +125,13 @@ pub struct HistoryRow {
     pub epoch: u64,
     pub reason: String,
     /// What came of the transition's hook: empty when none runs for it, `pending`, `running
-    /// on member N`, or its outcome.
+    /// on member N`, or its outcome (beginning with [`HOOK_SKIPPED`] when the leader had none).
     #[serde(default)]
     pub hook: String,
 }
+
+/// How a hook outcome begins when the leader had no hook to run.
+pub const HOOK_SKIPPED: &str = "skipped:";
 
 /// `POST /pools`: an operator's pool command. Servers are `host:port`; settings `KEY=VALUE`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
