@@ -86,7 +86,7 @@ replicate() { # replica source
 replicate 2 1
 replicate 1 2
 replicate 3 1
-gcsctl() { ./target/release/gcsctl --gcsd 127.0.0.1:2281 "$@"; }
+gcsctl() { ./target/release/gcsctl --gcsd 127.0.0.1:2281 --token-file "$demo/gcsd1/data/admin.token" "$@"; }
 app_insert() { mariadb --no-defaults -h127.0.0.1 -P"330$1" -uapp -pdemo-app -e "INSERT INTO app.t (note) VALUES ('$2')" 2>&1; }
 is_active() { gcsctl is-active "127.0.0.1:330$1" >/dev/null; }
 
@@ -150,5 +150,5 @@ echo "== the same history in SQL, on MariaDB 2: INFORMATION_SCHEMA.ISIS2IS_HISTO
 sql 2 "SELECT SEQ, TIME, MYSQL_PORT_OR_SOCKET, FROM_STATE, TO_STATE, MPP_EPOCH, REASON FROM INFORMATION_SCHEMA.ISIS2IS_HISTORY WHERE MPP_POOL = 'app' ORDER BY SEQ"
 echo
 echo "Try: mariadb -S $demo/mariadb1/sock -uroot -e 'SELECT * FROM INFORMATION_SCHEMA.ISIS2IS'"
-echo "     ./target/release/gcsctl --gcsd 127.0.0.1:2281 list"
+echo "     ./target/release/gcsctl --gcsd 127.0.0.1:2281 --token-file $demo/gcsd1/data/admin.token list"
 echo "Logs: $demo/*/log, $demo/*/error.log   Stop: scripts/demo.sh stop"

@@ -290,6 +290,8 @@ impl Lab {
         Command::new(exe)
             .arg("--gcsd")
             .arg(self.gcsds[member].admin.to_string())
+            .arg("--token-file")
+            .arg(self.gcsds[member].token_file())
             .args(args)
             .output()
             .expect("run gcsctl")
@@ -817,17 +819,9 @@ fn a_handover_target_that_cannot_catch_up_and_hostile_takeover() {
     lab.app_insert(0).unwrap();
     // The command commits the handover; gcsctl would wait for read_only=OFF, so use the API.
     let switchover = || {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .into();
-        let mut resp = agent
-            .post(&format!("http://{}/pools", lab.gcsds[0].admin))
-            .header("content-type", "application/json")
-            .send(format!(r#"{{"op":"switchover","pool":"app","to":"{s}"}}"#))
-            .unwrap();
-        let status = resp.status().as_u16();
-        assert_eq!(status, 200, "{}", resp.body_mut().read_to_string().unwrap());
+        let body = format!(r#"{{"op":"switchover","pool":"app","to":"{s}"}}"#);
+        let (status, answer) = lab.gcsds[0].http("POST", "/pools", Some(&body));
+        assert_eq!(status, 200, "{answer}");
     };
     switchover();
     lab.wait_state("app", 1, "ACTIVE", &[0, 1, 2]);

@@ -61,6 +61,12 @@ impl fmt::Display for CtlError {
                 )?;
                 match status {
                     400 | 422 => write!(f, "; check the arguments"),
+                    401 => write!(
+                        f,
+                        "; pass this gcsd's admin token with --token-file FILE (or \
+                         GCSCTL_TOKEN_FILE): gcsd writes it to <data_dir>/admin.token at its \
+                         first start, or reads it from its admin_token_file"
+                    ),
                     404 | 405 => write!(
                         f,
                         "; is {addr} the admin address of a gcsd as new as this gcsctl? (--gcsd)"

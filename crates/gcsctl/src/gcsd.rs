@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use proto::admin::{AddMemberRequest, HistoryReport, PoolRequest, PoolsReport};
 use serde_json::Value;
-use ureq::Agent;
+use ureq::{Agent, RequestBuilder};
 
 use crate::error::CtlError;
 use proto::admin::ClusterReport;
@@ -24,10 +24,12 @@ pub struct Gcsd {
     addr: String,
     timeout: Duration,
     agent: Agent,
+    /// `Authorization` header value, when gcsctl has the admin token.
+    bearer: Option<String>,
 }
 
 impl Gcsd {
-    pub fn new(addr: &str, timeout: Duration) -> Self {
+    pub fn new(addr: &str, timeout: Duration, token: Option<String>) -> Self {
         let config = Agent::config_builder()
             .timeout_global(Some(timeout))
             // gcsd explains its 4xx/5xx in the body; we want to read it.
@@ -41,6 +43,7 @@ impl Gcsd {
             addr: addr.to_string(),
             timeout,
             agent: config.into(),
+            bearer: token.map(|t| format!("Bearer {t}")),
         }
     }
 
@@ -109,12 +112,13 @@ impl Gcsd {
     fn exchange(&self, action: &str, method: Method, path: &str) -> Result<String, CtlError> {
         let url = format!("http://{}{path}", self.addr);
         let sent = match method {
-            Method::Get => self.agent.get(&url).call(),
-            Method::Delete => self.agent.delete(&url).call(),
-            Method::Post(Some(json)) => (self.agent.post(&url))
+            Method::Get => self.with_token(self.agent.get(&url)).call(),
+            Method::Delete => self.with_token(self.agent.delete(&url)).call(),
+            Method::Post(Some(json)) => self
+                .with_token(self.agent.post(&url))
                 .header("content-type", "application/json")
                 .send(json),
-            Method::Post(None) => self.agent.post(&url).send_empty(),
+            Method::Post(None) => self.with_token(self.agent.post(&url)).send_empty(),
         };
         let mut response = sent.map_err(|e| self.unreachable(e))?;
         let status = response.status().as_u16();
@@ -131,6 +135,13 @@ impl Gcsd {
             status,
             message: error_of(&body),
         })
+    }
+
+    fn with_token<B>(&self, request: RequestBuilder<B>) -> RequestBuilder<B> {
+        match &self.bearer {
+            Some(bearer) => request.header("authorization", bearer),
+            None => request,
+        }
     }
 
     fn unreachable(&self, e: ureq::Error) -> CtlError {

@@ -11,6 +11,7 @@ mod gcsd;
 mod pool;
 
 use std::io::{self, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -19,7 +20,7 @@ use clap::{Parser, Subcommand};
 
 use crate::error::CtlError;
 use crate::gcsd::Gcsd;
-use proto::admin::{AddMemberRequest, PoolRequest};
+use proto::admin::{parse_token, AddMemberRequest, PoolRequest, DEFAULT_TOKEN_PATH};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -37,6 +38,11 @@ struct Cli {
         value_parser = parse_gcsd_addr
     )]
     gcsd: String,
+
+    /// The admin token's file (gcsd creates <data_dir>/admin.token at its first start).
+    /// Default: /var/lib/gcsd/admin.token when it is readable.
+    #[arg(long, global = true, env = "GCSCTL_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
 
     /// How long to wait for gcsd's answer, in milliseconds.
     #[arg(long, global = true, default_value_t = 3000,
@@ -195,6 +201,25 @@ fn parse_gcsd_addr(s: &str) -> Result<String, String> {
     }
 }
 
+/// The admin token: from the file named (which must be readable and valid), else from the
+/// default file when this user can read it, else none (gcsd then answers 401 where it needs one).
+fn admin_token(named: Option<&Path>) -> Result<Option<String>, CtlError> {
+    let (path, required) = match named {
+        Some(path) => (path, true),
+        None => (Path::new(DEFAULT_TOKEN_PATH), false),
+    };
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse_token(&text)
+            .map(Some)
+            .map_err(|why| CtlError::Usage(format!("--token-file {}: {why}", path.display()))),
+        Err(_) if !required => Ok(None),
+        Err(e) => Err(CtlError::Usage(format!(
+            "cannot read --token-file {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
@@ -207,7 +232,8 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let gcsd = Gcsd::new(&cli.gcsd, Duration::from_millis(cli.timeout_ms));
+    let token = admin_token(cli.token_file.as_deref())?;
+    let gcsd = Gcsd::new(&cli.gcsd, Duration::from_millis(cli.timeout_ms), token);
     match cli.command {
         Command::Status => {
             let (cluster, _) = gcsd.cluster()?;

@@ -8,6 +8,7 @@ use std::thread::{self, JoinHandle};
 fn gcsctl(gcsd: &str, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_gcsctl"))
         .env_remove("GCSCTL_GCSD")
+        .env_remove("GCSCTL_TOKEN_FILE")
         .args(["--gcsd", gcsd])
         .args(args)
         .output()

@@ -12,11 +12,12 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::admin::token::AdminToken;
 use crate::config::Config;
 use crate::wire::transport::{Tcp, Transport};
 use crate::{admin, agent, group, haproxy, lb, local_servers, metrics, plugin_port, probe, wire};
 
-pub async fn run(cfg: Config) -> anyhow::Result<()> {
+pub async fn run(cfg: Config, token: AdminToken) -> anyhow::Result<()> {
     let cfg = Arc::new(cfg);
     // Every plugin connection is a descriptor: take the hard limit, not the default soft one.
     match rlimit::increase_nofile_limit(u64::MAX) {
@@ -80,15 +81,13 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         tokio::spawn(haproxy::Pusher::new(group.clone(), instance.clone()).run(shutdown.clone()));
     }
     if let Some(listener) = lb_listener {
-        let routes = lb::router(lb);
-        let lb_shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            let serve =
-                axum::serve(listener, routes).with_graceful_shutdown(lb_shutdown.cancelled_owned());
-            if let Err(e) = serve.await {
-                tracing::error!("load-balancer checks stopped: {e}");
-            }
-        });
+        let routes = lb::router(lb).layer(axum::middleware::from_fn(admin::http::deadline));
+        tokio::spawn(admin::http::serve(
+            listener,
+            routes,
+            "load-balancer checks",
+            shutdown.clone(),
+        ));
     }
     let port = Arc::new(plugin_port::PluginPort {
         group: group.clone(),
@@ -101,19 +100,20 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         tasks: TaskTracker::new(),
     });
     tokio::spawn(port.clone().serve(plugin_listener));
-    let admin = admin::router(admin::Admin {
-        group: group.clone(),
-        port: port.clone(),
-        shutdown: shutdown.clone(),
-    });
-    let admin_shutdown = shutdown.clone();
-    tokio::spawn(async move {
-        let serve = axum::serve(admin_listener, admin)
-            .with_graceful_shutdown(admin_shutdown.cancelled_owned());
-        if let Err(e) = serve.await {
-            tracing::error!("admin HTTP stopped: {e}");
-        }
-    });
+    let admin = admin::router(
+        admin::Admin {
+            group: group.clone(),
+            port: port.clone(),
+            shutdown: shutdown.clone(),
+        },
+        Arc::new(admin::http::Guard::new(token)),
+    );
+    tokio::spawn(admin::http::serve(
+        admin_listener,
+        admin,
+        "admin HTTP",
+        shutdown.clone(),
+    ));
     tracing::info!(
         member = cfg.node_id,
         name = %group.node.name,

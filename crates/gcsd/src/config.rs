@@ -13,6 +13,9 @@ use proto::is_token;
 
 use crate::state::MemberId;
 
+/// The admin token's file name in data_dir, when `admin_token_file` is not set.
+pub const DEFAULT_TOKEN_FILE: &str = "admin.token";
+
 /// The commented sample printed by `--print-sample-config`; it is also the documentation of
 /// every key, and a test checks that it parses to the defaults.
 pub const SAMPLE: &str = r#"# gcsd configuration. Every key is optional; the values shown are the defaults.
@@ -33,6 +36,12 @@ group_listen = "127.0.0.1:2300"
 # group_advertise = "10.0.0.11:2300"
 # Admin HTTP: /live, /ready, /cluster, /metrics, member changes. Keep it on loopback.
 admin_listen = "127.0.0.1:2280"
+# The admin token: every admin request but /live, /ready and /metrics needs
+# "Authorization: Bearer <token>" (gcsctl --token-file). The file holds one token of at least
+# 32 printable characters and is readable by its owner (and at most its group) only: mode 0600,
+# 0640, 0400 or 0440. Default: <data_dir>/admin.token, created (0600, 256 random bits) at the
+# first start; gcsctl reads /var/lib/gcsd/admin.token unless told otherwise.
+# admin_token_file = "/etc/gcsd/admin.token"
 # Health checks for load balancers (/primary, /replica, /health, /pools/NAME,
 # /servers/HOST:PORT): read-only, may listen on a non-loopback address. Off unless set.
 # lb_listen = "0.0.0.0:2290"
@@ -141,6 +150,7 @@ pub struct Config {
     pub group_listen: String,
     pub group_advertise: Option<String>,
     pub admin_listen: String,
+    pub admin_token_file: Option<PathBuf>,
     pub lb_listen: Option<String>,
     pub agent_check_listen: Option<String>,
     pub primary_hold_ms: u64,
@@ -369,6 +379,7 @@ impl Default for Config {
             group_listen: "127.0.0.1:2300".into(),
             group_advertise: None,
             admin_listen: "127.0.0.1:2280".into(),
+            admin_token_file: None,
             lb_listen: None,
             agent_check_listen: None,
             primary_hold_ms: 400,
@@ -427,6 +438,9 @@ pub struct Cli {
     /// Admin HTTP listener, IP:port (keep it on loopback).
     #[arg(long)]
     pub admin_listen: Option<String>,
+    /// The admin token's file (default: <data_dir>/admin.token, created at the first start).
+    #[arg(long)]
+    pub admin_token_file: Option<PathBuf>,
     /// Health checks for load balancers, IP:port (off unless set).
     #[arg(long)]
     pub lb_listen: Option<String>,
@@ -486,6 +500,7 @@ impl Config {
             group_listen,
             group_advertise,
             admin_listen,
+            admin_token_file,
             lb_listen,
             agent_check_listen,
             join,
@@ -622,6 +637,13 @@ impl Config {
         self.group_advertise
             .as_deref()
             .unwrap_or(&self.group_listen)
+    }
+
+    /// Where the admin token is read from (and created, when it is the default).
+    pub fn admin_token_path(&self) -> PathBuf {
+        self.admin_token_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join(DEFAULT_TOKEN_FILE))
     }
 
     pub fn member_timeout(&self) -> Duration {

@@ -161,6 +161,7 @@ impl Lab {
 fn any_change() -> Command {
     Command::Leave {
         server: proto::ServerKey::new("db9", "3306"),
+        member: None,
     }
 }
 

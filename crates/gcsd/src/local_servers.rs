@@ -204,7 +204,11 @@ impl LocalServers {
     pub async fn leave(&self, server: ServerKey) -> Result<(), ProposeError> {
         let _changing = self.changes.lock().await;
         self.servers.lock().remove(&server);
-        self.commit(Command::Leave { server }).await
+        self.commit(Command::Leave {
+            server,
+            member: Some(self.group.me),
+        })
+        .await
     }
 
     /// `heartbeat`: refreshes the server's clock; commits only a change of status.

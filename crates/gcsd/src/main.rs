@@ -30,6 +30,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+use crate::admin::token::AdminToken;
 use crate::config::{Cli, Config, SAMPLE};
 
 /// sysexits.h EX_USAGE: the command line or config is wrong.
@@ -53,6 +54,7 @@ fn main() -> ExitCode {
         print!("# configuration is valid; effective values:\n{effective}");
         return ExitCode::SUCCESS;
     }
+    // Logging is up first: creating the default token is worth a line.
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -61,6 +63,13 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    let token = match AdminToken::load(&cfg.admin_token_path(), cfg.admin_token_file.is_none()) {
+        Ok(token) => token,
+        Err(e) => {
+            eprintln!("gcsd: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -72,7 +81,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(app::run(cfg));
+    let result = runtime.block_on(app::run(cfg, token));
     // Tasks still blocked on the broken storage must not hold the exit up.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {

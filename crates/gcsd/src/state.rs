@@ -26,8 +26,13 @@ pub enum Command {
         ttl_secs: u32,
         at: DateTime<Utc>,
     },
-    /// A server left on purpose.
-    Leave { server: ServerKey },
+    /// A server left on purpose, asked through `member` (none in entries written before
+    /// servers had protected owners: those apply as before).
+    Leave {
+        server: ServerKey,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        member: Option<MemberId>,
+    },
     /// Heartbeats for these servers arrived at their owner `member` up to `at`.
     Touch {
         member: MemberId,
@@ -136,14 +141,30 @@ impl GroupState {
             })
         };
         match cmd {
-            Command::Register { member, server, .. } => {
-                key(server).or_else(|| self.server_cap_problem(*member, server))
-            }
-            Command::Leave { server } | Command::Expire { server, .. } => key(server),
+            Command::Register { member, server, .. } => key(server)
+                .or_else(|| self.owner_problem(*member, server))
+                .or_else(|| self.server_cap_problem(*member, server)),
+            Command::Leave {
+                server,
+                member: Some(member),
+            } => key(server).or_else(|| self.owner_problem(*member, server)),
+            Command::Leave { server, .. } | Command::Expire { server, .. } => key(server),
             Command::Touch { servers, .. } => servers.iter().find_map(key),
             Command::MemberUp { name, .. } => proto::member_name_problem(name),
             _ => None,
         }
+    }
+
+    /// Why `member` may not register or remove `server`: another member that is up owns it. A
+    /// server moves to another member only once its owner is down (or the server has left).
+    pub fn owner_problem(&self, member: MemberId, server: &ServerKey) -> Option<String> {
+        let owner = self.servers.get(server)?.member;
+        (owner != member && self.is_up(owner)).then(|| {
+            format!(
+                "{} {} is registered through member {owner}, which is up; only that member may change or remove it",
+                server.host, server.port
+            )
+        })
     }
 
     /// Why `member` may not register `server` now: the group or the member is full. A server
@@ -199,7 +220,7 @@ impl GroupState {
                     self.pools.health.remove(server);
                 }
             }
-            Command::Leave { server } => {
+            Command::Leave { server, .. } => {
                 self.servers.remove(server);
             }
             Command::Touch {
@@ -477,6 +498,7 @@ mod tests {
             with_key("", "3306"),
             Command::Leave {
                 server: ServerKey::new("a b", "1"),
+                member: Some(1),
             },
             Command::Touch {
                 member: 1,
@@ -563,16 +585,18 @@ mod tests {
                 0,
             ),
             (
-                "re-registering replaces status and owner",
+                "re-registering replaces status (and the owner, once the old one is down)",
                 vec![
                     up(1),
                     up(2),
                     register(1, "a", Status::Starting),
+                    register(1, "a", Status::Off),
+                    down(1),
                     register(2, "a", Status::On),
                 ],
                 Applied::Done,
                 vec!["a:2:on"],
-                2,
+                3,
             ),
             (
                 "member down drops only its servers and bumps the view",
@@ -610,6 +634,7 @@ mod tests {
                     up(1),
                     up(2),
                     register(1, "a", Status::On),
+                    down(1),
                     register(2, "a", Status::On),
                     Command::Expire {
                         member: 1,
@@ -618,7 +643,58 @@ mod tests {
                 ],
                 Applied::Done,
                 vec!["a:2:on"],
+                3,
+            ),
+            (
+                "a server registered through a member that is up cannot be taken over",
+                vec![
+                    up(1),
+                    up(2),
+                    register(1, "a", Status::On),
+                    register(2, "a", Status::Off),
+                ],
+                Applied::Rejected(
+                    "a 3306 is registered through member 1, which is up; only that member may change or remove it".into(),
+                ),
+                vec!["a:1:on"],
                 2,
+            ),
+            (
+                "nor removed through another member",
+                vec![
+                    up(1),
+                    up(2),
+                    register(1, "a", Status::On),
+                    Command::Leave {
+                        server: key("a"),
+                        member: Some(2),
+                    },
+                ],
+                Applied::Rejected(
+                    "a 3306 is registered through member 1, which is up; only that member may change or remove it".into(),
+                ),
+                vec!["a:1:on"],
+                2,
+            ),
+            (
+                "a leave through another member counts once the owner is down",
+                vec![
+                    up(1),
+                    up(2),
+                    register(1, "a", Status::On),
+                    Command::MemberDown {
+                        member: 1,
+                        reason: DownReason::Timeout,
+                        at: at(1),
+                    },
+                    Command::Leave {
+                        server: key("a"),
+                        member: Some(2),
+                    },
+                ],
+                Applied::Done,
+                vec![],
+                3,
             ),
             (
                 "expiry by the owner removes it",
@@ -639,7 +715,10 @@ mod tests {
                 vec![
                     up(1),
                     register(1, "a", Status::On),
-                    Command::Leave { server: key("a") },
+                    Command::Leave {
+                        server: key("a"),
+                        member: Some(1),
+                    },
                 ],
                 Applied::Done,
                 vec![],

@@ -124,6 +124,8 @@ fn gcsctl(m: &Gcsd, args: &[&str]) -> Output {
     Command::new(gcsctl_path())
         .arg("--gcsd")
         .arg(m.admin.to_string())
+        .arg("--token-file")
+        .arg(m.token_file())
         .args(args)
         .output()
         .unwrap()

@@ -33,6 +33,45 @@ fn group_of_one_registers_and_lists() {
     assert!(g.servers().is_empty());
 }
 
+/// A server registered through member 1 can be neither removed nor re-registered through
+/// member 2 while member 1 is up; once member 1 is down, member 2 may take it over.
+#[test]
+fn foreign_server_protected() {
+    let mut g = start_group(3, |m| m);
+    assert_eq!(g[0].cmd("join db1 3306 on master"), "0 OK\n");
+    let row = |m: &Gcsd| {
+        let rows = m.serverlist().rows;
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        (
+            rows[0].member.clone(),
+            rows[0].status.to_string(),
+            rows[0].role.to_string(),
+        )
+    };
+    let before = ("gcsd1".to_owned(), "on".to_owned(), "master".to_owned());
+    wait_for("db1 at member 2", WAIT, || {
+        g[1].servers().first().map(|_| ())
+    });
+    for line in ["leave db1 3306", "join db1 3306 off slave"] {
+        let answer = g[1].cmd(line);
+        assert_eq!(
+            answer,
+            "12 Rejected: db1 3306 is registered through member 1, which is up; only that member may change or remove it\n",
+            "{line}"
+        );
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    for m in &g {
+        assert_eq!(row(m), before, "member {}", m.id);
+    }
+    // The owner gone (committed down): member 2 may take the server over.
+    g[0].kill9();
+    wait_for("db1 taken over through member 2", WAIT, || {
+        (g[1].cmd("join db1 3306 on master") == "0 OK\n").then_some(())
+    });
+    assert_eq!(row(&g[2]).0, "gcsd2");
+}
+
 #[test]
 fn registration_at_one_member_is_listed_at_all() {
     let g = start_group(3, |m| m);
@@ -245,7 +284,7 @@ fn removed_member_leaves_the_group_for_good() {
     let mut g = start_group(3, |m| m);
     assert_eq!(g[2].cmd("join db-gone 3306 on slave"), "0 OK\n");
     g[2].kill9();
-    let (status, body) = http(&g[0], "DELETE", "/members/3");
+    let (status, body) = g[0].http("DELETE", "/members/3", None);
     assert_eq!(status, 200, "{body}");
     wait_for("member 3 out of the view", WAIT, || {
         let c = g[1].cluster();
@@ -253,7 +292,7 @@ fn removed_member_leaves_the_group_for_good() {
     });
     assert!(!g[1].servers().contains(&"db-gone 3306".to_owned()));
     // The last voter cannot be removed: refused with a reason.
-    let (status, body) = http(&g[0], "DELETE", "/members/99");
+    let (status, body) = g[0].http("DELETE", "/members/99", None);
     assert_eq!(status, 409, "{body}");
     assert!(body.contains("not in the group"), "{body}");
 }
@@ -264,45 +303,11 @@ fn removed_member_leaves_the_group_for_good() {
 fn a_member_with_a_name_outside_the_rule_is_refused() {
     let g = start_group(1, |m| m);
     let body = r#"{"id":2,"group_addr":"127.0.0.1:9","name":"db one"}"#;
-    let (status, answer) = http_post(&g[0], "/members", body);
+    let (status, answer) = g[0].http("POST", "/members", Some(body));
     assert_eq!(status, 400, "{answer}");
     assert_eq!(
         answer,
         r#"{"error":"name \"db one\" must be 1 to 64 printable ASCII characters without spaces"}"#
     );
     assert_eq!(g[0].cluster()["members"].as_array().unwrap().len(), 1);
-}
-
-fn http_post(m: &Gcsd, path: &str, body: &str) -> (u16, String) {
-    let mut resp = agent()
-        .post(&format!("http://{}{path}", m.admin))
-        .header("content-type", "application/json")
-        .send(body)
-        .unwrap();
-    (
-        resp.status().as_u16(),
-        resp.body_mut().read_to_string().unwrap(),
-    )
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(10)))
-        .http_status_as_error(false)
-        .build()
-        .into()
-}
-
-fn http(m: &Gcsd, method: &str, path: &str) -> (u16, String) {
-    let agent = agent();
-    let url = format!("http://{}{path}", m.admin);
-    let mut resp = match method {
-        "DELETE" => agent.delete(&url).call(),
-        _ => agent.get(&url).call(),
-    }
-    .unwrap();
-    (
-        resp.status().as_u16(),
-        resp.body_mut().read_to_string().unwrap(),
-    )
 }

@@ -6,6 +6,28 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Health, PoolState, PoolType, Role, Status};
 
+/// The shortest admin token gcsd accepts (it creates 64 hex digits).
+pub const MIN_TOKEN_LEN: usize = 32;
+/// Where gcsd creates its admin token by default (`<data_dir>/admin.token` with the default
+/// data_dir), and where gcsctl looks when not told.
+pub const DEFAULT_TOKEN_PATH: &str = "/var/lib/gcsd/admin.token";
+
+/// The admin token in a token file's text: one line of printable ASCII without spaces, at
+/// least [`MIN_TOKEN_LEN`] long.
+pub fn parse_token(text: &str) -> Result<String, String> {
+    let token = text.trim();
+    if token.len() < MIN_TOKEN_LEN {
+        return Err(format!(
+            "the token must be at least {MIN_TOKEN_LEN} characters (it has {})",
+            token.len()
+        ));
+    }
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("the token must be one line of printable characters without spaces".into());
+    }
+    Ok(token.to_owned())
+}
+
 /// `GET /cluster`: what one member knows about the group.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClusterReport {

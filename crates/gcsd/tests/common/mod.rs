@@ -244,14 +244,54 @@ impl Gcsd {
 
     // ---- admin HTTP ----
 
+    /// The admin token gcsd created in its data_dir at the first start.
+    pub fn token_file(&self) -> PathBuf {
+        self.dir.path().join("data/admin.token")
+    }
+
+    /// `GET path` with the admin token: (status, body).
     pub fn http_get(&self, path: &str) -> (u16, String) {
+        self.http("GET", path, None)
+    }
+
+    /// One admin request (`GET`, `POST` with an optional JSON body, or `DELETE`) with the
+    /// admin token: (status, body).
+    pub fn http(&self, method: &str, path: &str, json: Option<&str>) -> (u16, String) {
+        let token = std::fs::read_to_string(self.token_file()).expect("gcsd wrote its token");
+        self.http_as(method, path, json, Some(token.trim()))
+    }
+
+    /// One admin request with the given token (or none): (status, body).
+    pub fn http_as(
+        &self,
+        method: &str,
+        path: &str,
+        json: Option<&str>,
+        token: Option<&str>,
+    ) -> (u16, String) {
         let url = format!("http://{}{path}", self.admin);
         let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_secs(5)))
+            .timeout_global(Some(Duration::from_secs(10)))
             .http_status_as_error(false)
             .build()
             .into();
-        let mut resp = agent.get(&url).call().expect("admin HTTP answers");
+        let bearer = token.map(|t| format!("Bearer {t}"));
+        fn with<B>(r: ureq::RequestBuilder<B>, bearer: &Option<String>) -> ureq::RequestBuilder<B> {
+            match bearer {
+                Some(b) => r.header("authorization", b),
+                None => r,
+            }
+        }
+        let sent = match (method, json) {
+            ("GET", _) => with(agent.get(&url), &bearer).call(),
+            ("DELETE", _) => with(agent.delete(&url), &bearer).call(),
+            ("POST", Some(json)) => with(agent.post(&url), &bearer)
+                .header("content-type", "application/json")
+                .send(json),
+            ("POST", None) => with(agent.post(&url), &bearer).send_empty(),
+            _ => panic!("no {method} here"),
+        };
+        let mut resp = sent.expect("admin HTTP answers");
         let status = resp.status().as_u16();
         (status, resp.body_mut().read_to_string().unwrap())
     }

@@ -1,13 +1,20 @@
 //! Admin HTTP, for operators, `gcsctl` and monitoring: `/live`, `/ready`, `/cluster`,
 //! `/metrics`, member changes, pools (`/pools`, `/history`) and an orderly shutdown.
+//!
+//! `/live`, `/ready` and `/metrics` are open to probes; everything else changes or reveals the
+//! group and needs the admin token ([`token`]). Every route answers only to a `Host` that is an
+//! IP address or `localhost`, and [`http::serve`] bounds connections and deadlines.
+
+pub mod http;
+pub mod token;
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use axum::{Json, Router};
+use axum::{middleware, Json, Router};
 use chrono::Utc;
 use proto::admin::{AddMemberRequest, PoolRequest};
 use tokio_util::sync::CancellationToken;
@@ -26,17 +33,23 @@ pub struct Admin {
     pub shutdown: CancellationToken,
 }
 
-pub fn router(admin: Admin) -> Router {
-    Router::new()
-        .route("/live", get(|| async { "live\n" }))
-        .route("/ready", get(ready))
+pub fn router(admin: Admin, guard: Arc<http::Guard>) -> Router {
+    let guarded = Router::new()
         .route("/cluster", get(cluster))
-        .route("/metrics", get(metrics))
         .route("/pools", get(pools).post(pool_request))
         .route("/history", get(history))
         .route("/members", post(add_member))
         .route("/members/{id}", delete(remove_member))
         .route("/shutdown", post(shutdown))
+        .route_layer(middleware::from_fn_with_state(guard, http::authorized));
+    Router::new()
+        .route("/live", get(|| async { "live\n" }))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .merge(guarded)
+        .layer(DefaultBodyLimit::max(http::MAX_BODY))
+        .layer(middleware::from_fn(http::deadline))
+        .layer(middleware::from_fn(http::local_host_only))
         .with_state(admin)
 }
 
