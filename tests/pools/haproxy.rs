@@ -361,7 +361,11 @@ fn keepalived_checks(lab: &Lab) -> Vec<bool> {
             let mut cmd = cmd
                 .trim_end_matches('"')
                 .replace("/usr/bin/gcsctl", &gcsctl.display().to_string())
-                .replace("127.0.0.1:2280", &lab.gcsds[0].admin.to_string());
+                .replace("127.0.0.1:2280", &lab.gcsds[0].admin.to_string())
+                .replace(
+                    "/var/lib/gcsd/admin.token",
+                    &lab.gcsds[0].token_file().display().to_string(),
+                );
             for n in 1..=3 {
                 cmd = cmd.replace(&format!("10.0.0.1{n}:3306"), &lab.addr(n - 1));
             }

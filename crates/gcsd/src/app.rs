@@ -125,17 +125,18 @@ pub async fn run(cfg: Config, token: AdminToken) -> anyhow::Result<()> {
 
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    let mut failure = None;
+    let mut failure: Option<anyhow::Error> = None;
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM: leaving the group"),
         _ = int.recv() => tracing::info!("SIGINT: leaving the group"),
         () = shutdown.cancelled() => {}
-        f = failed => failure = Some(f),
+        f = failed => failure = Some(f.into()),
+        why = group.identity.refused_as_wiped() => failure = Some(WipedMember(why).into()),
     }
     shutdown.cancel();
     if let Some(failure) = failure {
-        // Nothing can be committed any more: no leave, no drain; the others commit it down.
-        return Err(failure.into());
+        // Nothing can be committed (or may be): no leave, no drain.
+        return Err(failure);
     }
     // No new connections (the accept loop has stopped); wait for the open ones to say goodbye.
     port.tasks.close();
@@ -172,6 +173,36 @@ pub struct StorageFailure(String);
 
 impl StorageFailure {
     pub const EXIT_CODE: u8 = 74;
+}
+
+/// The group refused this member: its data directory is not the one it joined with (it was
+/// wiped, or replaced). `main` exits with [`WipedMember::EXIT_CODE`] (EX_CONFIG): restarting
+/// cannot help, the operator must act.
+#[derive(Debug, thiserror::Error)]
+#[error("the group refuses this member, exiting with code 78: {0}")]
+pub struct WipedMember(String);
+
+impl WipedMember {
+    pub const EXIT_CODE: u8 = 78;
+}
+
+/// A configuration that cannot be acted on, found once the data directory was read. `main`
+/// exits with 64 (EX_USAGE), as for a wrong config file.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Usage(pub String);
+
+/// The exit code for the error `run` ended with: one a supervisor or operator can act on.
+pub fn exit_code(e: &anyhow::Error) -> u8 {
+    if e.is::<StorageFailure>() {
+        StorageFailure::EXIT_CODE
+    } else if e.is::<WipedMember>() {
+        WipedMember::EXIT_CODE
+    } else if e.is::<Usage>() {
+        crate::EXIT_CONFIG
+    } else {
+        1
+    }
 }
 
 /// Resolves when Raft stops for any reason but a normal shutdown.

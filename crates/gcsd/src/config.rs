@@ -57,6 +57,10 @@ primary_hold_ms = 400
 # The group-listen address of any member of an existing group. Used only on the first start
 # (an empty data_dir); without it, the first start creates a new group of one.
 # join = "10.0.0.11:2300"
+# Creating a new group on a group_listen that is not loopback must be asked for (here or with
+# --bootstrap): a member meant to join that lost its data_dir or its join line must not found
+# a group of its own. Only read on the first start (an empty data_dir) without join.
+bootstrap = false
 
 # How many voters the group grows to as members join: 1, 3 or 5. Members beyond that join as
 # non-voting members. Voters are never removed automatically (see `gcsctl remove-member`).
@@ -155,6 +159,7 @@ pub struct Config {
     pub agent_check_listen: Option<String>,
     pub primary_hold_ms: u64,
     pub join: Option<String>,
+    pub bootstrap: bool,
     pub voters: usize,
     pub member_timeout_ms: u64,
     pub server_ttl_secs: u32,
@@ -384,6 +389,7 @@ impl Default for Config {
             agent_check_listen: None,
             primary_hold_ms: 400,
             join: None,
+            bootstrap: false,
             voters: 3,
             member_timeout_ms: 1000,
             server_ttl_secs: 3,
@@ -450,6 +456,9 @@ pub struct Cli {
     /// Group-listen address of any member of the group to join (first start only).
     #[arg(long)]
     pub join: Option<String>,
+    /// Create a new group on the first start without --join (needed off loopback).
+    #[arg(long)]
+    pub bootstrap: bool,
     /// Voters the group grows to: 1, 3 or 5.
     #[arg(long)]
     pub voters: Option<usize>,
@@ -509,6 +518,7 @@ impl Config {
             server_ttl_secs,
             fence_after_ms
         );
+        cfg.bootstrap |= cli.bootstrap;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -637,6 +647,24 @@ impl Config {
         self.group_advertise
             .as_deref()
             .unwrap_or(&self.group_listen)
+    }
+
+    /// Why this member may not create a new group (it has no group and no `join`): its
+    /// group_listen is not loopback and `bootstrap` was not asked for.
+    pub fn bootstrap_problem(&self) -> Option<String> {
+        let loopback = self
+            .group_listen
+            .parse::<SocketAddr>()
+            .is_ok_and(|a| a.ip().is_loopback());
+        (!loopback && !self.bootstrap).then(|| {
+            format!(
+                "no group in data_dir {} and no join address: set join to a member of the group \
+                 to join it, or bootstrap = true (--bootstrap) to create a new group here \
+                 (group_listen {} is not loopback, so this is never done silently)",
+                self.data_dir.display(),
+                self.group_listen
+            )
+        })
     }
 
     /// Where the admin token is read from (and created, when it is the default).

@@ -74,6 +74,7 @@ impl Lab {
             data_dir: dir.path().to_owned(),
             group_listen: addr(id),
             join: (id > 1).then(|| addr(1)),
+            bootstrap: id == 1,
             raft_heartbeat_ms: HEARTBEAT_MS,
             election_timeout_min_ms: 150,
             election_timeout_max_ms: 300,

@@ -22,6 +22,7 @@ mod plugin_port;
 mod pool_api;
 mod probe;
 mod raft;
+mod random;
 mod sql;
 mod state;
 mod wire;
@@ -34,7 +35,7 @@ use crate::admin::token::AdminToken;
 use crate::config::{Cli, Config, SAMPLE};
 
 /// sysexits.h EX_USAGE: the command line or config is wrong.
-const EXIT_CONFIG: u8 = 64;
+pub const EXIT_CONFIG: u8 = 64;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -86,13 +87,14 @@ fn main() -> ExitCode {
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) if e.is::<app::StorageFailure>() => {
-            tracing::error!("{e}");
-            ExitCode::from(app::StorageFailure::EXIT_CODE)
-        }
         Err(e) => {
-            tracing::error!("gcsd stopped: {e:#}");
-            ExitCode::FAILURE
+            let code = app::exit_code(&e);
+            if code == 1 {
+                tracing::error!("gcsd stopped: {e:#}");
+            } else {
+                tracing::error!("{e}");
+            }
+            ExitCode::from(code)
         }
     }
 }

@@ -120,6 +120,10 @@ pub struct GroupState {
     /// The pools, the probed health of their servers, and their history.
     #[serde(default)]
     pub pools: Pools,
+    /// Members removed for good: their ids are never used again, and a removed member (whose
+    /// certificate may still be valid) is refused on the group wire.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub removed: BTreeSet<MemberId>,
 }
 
 /// The most servers the group lists, and the most one member may register: bounds on the
@@ -285,6 +289,7 @@ impl GroupState {
                 if self.members.remove(member).is_some() {
                     self.view_id += 1;
                 }
+                self.removed.insert(*member);
                 self.servers.retain(|_, s| s.member != *member);
             }
             Command::Pool(cmd) => {

@@ -205,3 +205,51 @@ fn gcsctl_reports_and_changes_a_real_group() {
         text(&out.stdout)
     );
 }
+
+/// A member with no group, no join address and a group_listen off loopback does not found a
+/// group of its own unless asked to (`--bootstrap`): exit 64 with the choice spelled out.
+#[test]
+fn no_silent_new_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = |p: u16| format!("127.0.0.1:{p}");
+    let args = |extra: &[&str]| {
+        let mut a: Vec<String> = vec![
+            "--data-dir".into(),
+            dir.path().join("data").display().to_string(),
+            "--plugin-listen".into(),
+            port(common::free_port()),
+            "--admin-listen".into(),
+            port(common::free_port()),
+            "--group-listen".into(),
+            format!("0.0.0.0:{}", common::free_port()),
+            "--group-advertise".into(),
+            port(common::free_port()),
+        ];
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let out = Command::new(gcsd_binary())
+        .args(args(&[]))
+        .output()
+        .unwrap();
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{err}");
+    assert!(
+        err.contains("no group in data_dir") && err.contains("bootstrap = true (--bootstrap)"),
+        "{err}"
+    );
+    // Asked for, it forms a group of one.
+    let mut child = Command::new(gcsd_binary())
+        .args(args(&["--bootstrap"]))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut log = String::new();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    wait_for("a new group of one", Duration::from_secs(10), || {
+        std::io::BufRead::read_line(&mut stderr, &mut log).ok()?;
+        log.contains("starting a new group of one").then_some(())
+    });
+    child.kill().ok();
+    child.wait().ok();
+}

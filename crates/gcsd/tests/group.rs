@@ -69,7 +69,54 @@ fn foreign_server_protected() {
     wait_for("db1 taken over through member 2", WAIT, || {
         (g[1].cmd("join db1 3306 on master") == "0 OK\n").then_some(())
     });
-    assert_eq!(row(&g[2]).0, "gcsd2");
+    wait_for("the takeover at member 3", WAIT, || {
+        let rows = g[2].serverlist().rows;
+        (rows.len() == 1 && rows[0].member == "gcsd2").then_some(())
+    });
+}
+
+/// A member whose data_dir was wiped comes back under its old id with --join: the group
+/// refuses it (it forgot its votes and what it acknowledged), and it exits 78 with the remedy;
+/// the voters stay as they were and the group keeps committing. The remedy works: remove it,
+/// add the host under a new id.
+#[test]
+fn wiped_member_same_id_is_refused() {
+    let mut g = start_group(3, |m| m);
+    g[2].kill9();
+    std::fs::remove_dir_all(g[2].dir.path().join("data")).unwrap();
+    let started = Instant::now();
+    let out = std::process::Command::new(common::gcsd_binary())
+        .arg("--config")
+        .arg(g[2].config_path())
+        .env("RUST_LOG", "info,openraft=off")
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{log}");
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    assert!(
+        log.contains("member 3 came back with another data directory")
+            && log.contains("gcsctl remove-member 3 --yes"),
+        "{log}"
+    );
+    assert_eq!(g[0].voters(), 3);
+    assert_eq!(g[0].cmd("join db1 3306 on master"), "0 OK\n");
+    let (status, body) = g[0].http("DELETE", "/members/3", None);
+    assert_eq!(status, 200, "{body}");
+    let mut fresh = Gcsd::new(4).joining(&g[0]).start();
+    wait_for("member 4 promoted to voter", WAIT, || {
+        let c = g[0].cluster();
+        let members = c["members"].as_array().unwrap().clone();
+        members
+            .iter()
+            .any(|m| m["id"] == 4 && m["voter"] == true)
+            .then_some(())
+    });
+    wait_for("db1 at member 4", WAIT, || {
+        (fresh.servers() == ["db1 3306"]).then_some(())
+    });
+    fresh.kill9();
 }
 
 #[test]

@@ -126,6 +126,7 @@ async fn add_member(State(a): State<Admin>, Json(req): Json<AddMemberRequest>) -
             .unwrap_or_else(|| proto::default_member_name(req.id)),
         group_addr: req.group_addr,
         admin_addr: req.admin_addr.unwrap_or_default(),
+        incarnation: None,
     };
     outcome(a.group.add_member(req.id, node).await)
 }

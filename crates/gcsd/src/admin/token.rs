@@ -5,7 +5,7 @@
 //! group) can read; gcsctl reads the same file.
 
 use std::fs::{self, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -69,9 +69,7 @@ impl AdminToken {
 }
 
 fn create_random(path: &Path) -> io::Result<()> {
-    let mut bytes = [0u8; CREATED_TOKEN_BYTES];
-    fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let hex = crate::random::hex(CREATED_TOKEN_BYTES)?;
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)

@@ -8,6 +8,7 @@ use std::time::Duration;
 use openraft::ChangeMembers;
 
 use super::{write_error, Group};
+use crate::identity::wiped_problem;
 use crate::raft::MemberNode;
 use crate::state::{Command, MemberId};
 use crate::wire::{MembershipChange, ProposeError, Request, Response};
@@ -61,6 +62,13 @@ impl Group {
         match change {
             MembershipChange::AddMember { id, node } => {
                 if let Some(existing) = view.nodes.get(&id) {
+                    // A member asking for itself says which data directory it has.
+                    let offered = node.incarnation.as_deref();
+                    if let Some(why) = offered.and_then(|offered| {
+                        wiped_problem(id, existing.incarnation.as_deref(), Some(offered))
+                    }) {
+                        return Err(ProposeError::Rejected(why));
+                    }
                     if existing.group_addr != node.group_addr {
                         return Err(ProposeError::Rejected(format!(
                             "member id {id} is already in the group at {}; remove it first or choose another id",

@@ -88,11 +88,13 @@ impl Group {
         std::fs::create_dir_all(&cfg.data_dir)
             .with_context(|| format!("cannot create data_dir {}", cfg.data_dir.display()))?;
         let me = cfg.node_id;
-        let open_store = || -> anyhow::Result<_> {
+        let open_store = async || -> anyhow::Result<_> {
             let (log_store, sm, group_id) = store::open(&cfg.data_dir)?;
-            Ok((log_store, sm, Identity::new(me, group_id)?))
+            let identity = Identity::new(me, group_id, sm.subscribe()).await?;
+            Ok((log_store, sm, identity))
         };
         let (log_store, sm, identity) = open_store()
+            .await
             .with_context(|| format!("cannot open the Raft store in {}", cfg.data_dir.display()))?;
         let applied = sm.subscribe();
         let contacts = Contacts::default();
@@ -110,6 +112,7 @@ impl Group {
             name: cfg.member_name(),
             group_addr: cfg.group_advertise().to_owned(),
             admin_addr: cfg.admin_listen.clone(),
+            incarnation: Some(identity.incarnation.clone()),
         };
         Ok(Arc::new(Self {
             me,
@@ -134,6 +137,9 @@ impl Group {
         if !self.raft.is_initialized().await? {
             match &self.cfg.join {
                 None => {
+                    if let Some(why) = self.cfg.bootstrap_problem() {
+                        return Err(crate::app::Usage(why).into());
+                    }
                     let id = self.identity.create_group().await?;
                     tracing::info!(
                         member = self.me,

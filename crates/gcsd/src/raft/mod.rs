@@ -16,6 +16,10 @@ pub struct MemberNode {
     pub group_addr: String,
     /// Its admin HTTP address (for operators and `gcsctl`).
     pub admin_addr: String,
+    /// Its data directory's incarnation, when it joined with `--join` (see the `identity`
+    /// module); none for members added by an operator or before incarnations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incarnation: Option<String>,
 }
 
 openraft::declare_raft_types!(

@@ -167,7 +167,7 @@ impl RaftNetwork<TypeConfig> for PeerLink {
         let req = Request::FullSnapshot {
             vote,
             meta: snapshot.meta,
-            state: *snapshot.snapshot,
+            state: snapshot.snapshot,
         };
         let resp = self
             .call(&req, option.hard_ttl())

@@ -7,6 +7,7 @@
 // it too rather than convert at every call.
 #![allow(clippy::result_large_err)]
 
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::ops::RangeBounds;
 use std::path::Path;
@@ -33,6 +34,7 @@ const KEY_COMMITTED: &str = "committed";
 const KEY_PURGED: &str = "last_purged";
 const KEY_SNAPSHOT: &str = "snapshot";
 const KEY_GROUP: &str = "group_id";
+const KEY_INCARNATION: &str = "incarnation";
 
 type StorageResult<T> = Result<T, StorageError<MemberId>>;
 
@@ -85,6 +87,18 @@ impl GroupIdStore {
 
     pub async fn save(&self, id: &str) -> StorageResult<()> {
         put_meta(&self.db, KEY_GROUP, &id).await
+    }
+
+    /// This data directory's incarnation: 128 random bits made the first time the store is
+    /// opened, and kept as long as the store is. A member whose data_dir was wiped comes back
+    /// with another one, which is how the group tells it from the member it was.
+    pub async fn incarnation(&self) -> StorageResult<String> {
+        if let Some(known) = get_meta(&self.db, KEY_INCARNATION)? {
+            return Ok(known);
+        }
+        let made = crate::random::hex(16).map_err(write_error)?;
+        put_meta(&self.db, KEY_INCARNATION, &made).await?;
+        Ok(made)
     }
 }
 
@@ -280,6 +294,8 @@ pub struct StoredSnapshot {
 pub struct AppliedState {
     pub last_applied: Option<LogId<MemberId>>,
     pub state: Arc<GroupState>,
+    /// The incarnation of each member of the applied membership that has one.
+    pub incarnations: Arc<BTreeMap<MemberId, String>>,
 }
 
 /// The in-memory group state plus its persisted snapshot.
@@ -321,9 +337,15 @@ impl StateMachineStore {
     }
 
     fn publish(&self) {
+        let incarnations = self
+            .membership
+            .nodes()
+            .filter_map(|(id, node)| Some((*id, node.incarnation.clone()?)))
+            .collect();
         self.published.send_replace(AppliedState {
             last_applied: self.last_applied,
             state: Arc::new(self.state.clone()),
+            incarnations: Arc::new(incarnations),
         });
     }
 }

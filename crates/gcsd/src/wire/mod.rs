@@ -37,6 +37,12 @@ pub struct Hello {
     pub from: MemberId,
     /// The sender's group id; none for a member that has not joined one yet.
     pub group: Option<String>,
+    /// The sender's data directory's incarnation (see `identity`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incarnation: Option<String>,
+    /// In an answer: the sender refuses this peer as a wiped member, and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wiped: Option<String>,
 }
 
 /// How a member introduces itself and judges a peer's introduction.
@@ -63,7 +69,7 @@ pub enum Request {
     FullSnapshot {
         vote: Vote<MemberId>,
         meta: SnapshotMeta<MemberId, MemberNode>,
-        state: GroupState,
+        state: Box<GroupState>,
     },
     /// Commit this command; sent to the leader by a member that is not.
     Propose(Command),
@@ -294,6 +300,8 @@ mod tests {
             version: 1,
             from: 2,
             group: None,
+            incarnation: None,
+            wiped: None,
         };
         write_frame(&mut peer, &hello).await.unwrap();
         let got: Hello = read_frame_of_at_most(&mut me, MAX_HELLO).await.unwrap();
@@ -307,6 +315,7 @@ mod tests {
             name: "gcsd2".into(),
             group_addr: "10.0.0.2:2300".into(),
             admin_addr: "127.0.0.1:2280".into(),
+            incarnation: None,
         };
         let add = Request::from(MembershipChange::AddMember { id: 2, node });
         let text = serde_json::to_string(&add).unwrap();

@@ -45,7 +45,15 @@ async fn serve_peer(stream: BoxStream, group: &Group) -> std::io::Result<()> {
         tokio::time::timeout(HELLO_TIMEOUT, read_frame_of_at_most(&mut stream, MAX_HELLO))
             .await
             .map_err(|_| std::io::Error::other("no hello in time"))??;
-    write_frame(&mut stream, &group.identity.hello()).await?;
+    // A wiped member is told why, so that it stops instead of retrying.
+    let wiped = group.identity.wiped_peer(&hello);
+    let mut mine = group.identity.hello();
+    mine.wiped = wiped.clone();
+    write_frame(&mut stream, &mine).await?;
+    if let Some(why) = wiped {
+        tracing::warn!("refused a group connection: {why}");
+        return Ok(());
+    }
     if let Err(why) = group.identity.accept(&hello).await {
         tracing::warn!("refused a group connection: {why}");
         return Ok(());
@@ -70,7 +78,7 @@ async fn answer(group: &Group, req: Request) -> Response {
         Request::FullSnapshot { vote, meta, state } => {
             let snapshot = Snapshot {
                 meta,
-                snapshot: Box::new(state),
+                snapshot: state,
             };
             let r = group.raft.install_full_snapshot(vote, snapshot).await;
             if r.is_ok() {

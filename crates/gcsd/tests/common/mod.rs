@@ -145,8 +145,11 @@ impl Gcsd {
             self.group,
             self.admin
         );
-        if let Some(j) = self.join {
-            toml.push_str(&format!("join = \"{j}\"\n"));
+        match self.join {
+            Some(j) => toml.push_str(&format!("join = \"{j}\"\n")),
+            // Off loopback, founding a group must be asked for.
+            None if self.ip != "127.0.0.1" => toml.push_str("bootstrap = true\n"),
+            None => {}
         }
         toml.push_str(&self.extra_config);
         std::fs::write(self.config_path(), toml).unwrap();
