@@ -32,6 +32,7 @@ pub struct Metrics {
     plugin_commands: Family<Labels, Counter>,
     plugin_connections: Gauge,
     pub plugin_refused: Counter,
+    group_refused: Family<Labels, Counter>,
     is_leader: Gauge,
     quorum: Gauge,
     term: Gauge,
@@ -51,6 +52,7 @@ impl Metrics {
             plugin_commands: Family::default(),
             plugin_connections: Gauge::default(),
             plugin_refused: Counter::default(),
+            group_refused: Family::default(),
             is_leader: Gauge::default(),
             quorum: Gauge::default(),
             term: Gauge::default(),
@@ -94,6 +96,11 @@ impl Metrics {
             m.plugin_refused.clone(),
         );
         m.registry.register(
+            "group_refused",
+            "Group-port connections and requests refused, by reason",
+            m.group_refused.clone(),
+        );
+        m.registry.register(
             "is_leader",
             "1 if this member is the Raft leader",
             m.is_leader.clone(),
@@ -120,6 +127,16 @@ impl Metrics {
     pub fn proposal(&self, result: &'static str) {
         self.proposals
             .get_or_create(&vec![("result", result)])
+            .inc();
+    }
+
+    /// A group connection or request refused: `tls` (no or a bad certificate), `identity`
+    /// (the hello's member is not the certificate's), `group` (another group, version or not a
+    /// member), `wiped` (a member back with another data directory), `unauthorized` (a request
+    /// this peer may not make).
+    pub fn group_refused(&self, reason: &'static str) {
+        self.group_refused
+            .get_or_create(&vec![("reason", reason)])
             .inc();
     }
 

@@ -61,6 +61,11 @@ impl Group {
         };
         match change {
             MembershipChange::AddMember { id, node } => {
+                if self.state().removed.contains(&id) {
+                    return Err(ProposeError::Rejected(format!(
+                        "member id {id} was removed from the group, and ids are never used again; choose a new node_id"
+                    )));
+                }
                 if let Some(existing) = view.nodes.get(&id) {
                     // A member asking for itself says which data directory it has.
                     let offered = node.incarnation.as_deref();

@@ -194,6 +194,18 @@ impl Group {
         }
     }
 
+    /// What this member knows of the group, to authorize a peer's request by.
+    pub fn known(&self) -> crate::wire::authz::Known {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        let membership = metrics.membership_config.membership();
+        crate::wire::authz::Known {
+            voters: membership.voter_ids().collect(),
+            members: membership.nodes().map(|(id, _)| *id).collect(),
+            removed: self.state().removed.clone(),
+        }
+    }
+
     fn raft_view(&self) -> RaftView {
         RaftView::of(&self.raft.metrics().borrow())
     }

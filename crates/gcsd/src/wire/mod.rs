@@ -7,6 +7,7 @@
 //! Everything that crosses the wire is defined here, next to `WIRE_VERSION`: a change to any of
 //! these types is a change of the wire.
 
+pub mod authz;
 pub mod server;
 pub mod transport;
 

@@ -11,8 +11,8 @@ use tokio::io::BufStream;
 
 use super::transport::{Acceptor, BoxStream};
 use super::{
-    read_frame, read_frame_of_at_most, write_frame, Handshake, Hello, MembershipChange, Request,
-    Response, MAX_HELLO,
+    authz, read_frame, read_frame_of_at_most, write_frame, Handshake, Hello, MembershipChange,
+    Request, Response, MAX_HELLO,
 };
 use crate::group::Group;
 
@@ -51,16 +51,27 @@ async fn serve_peer(stream: BoxStream, group: &Group) -> std::io::Result<()> {
     mine.wiped = wiped.clone();
     write_frame(&mut stream, &mine).await?;
     if let Some(why) = wiped {
+        group.metrics.group_refused("wiped");
         tracing::warn!("refused a group connection: {why}");
         return Ok(());
     }
     if let Err(why) = group.identity.accept(&hello).await {
+        group.metrics.group_refused("group");
         tracing::warn!("refused a group connection: {why}");
         return Ok(());
     }
+    // Who asks: the certificate's member with TLS, the hello's claim without.
+    let peer = hello.from;
     loop {
         let req: Request = read_frame(&mut stream).await?;
-        let resp = answer(group, req).await;
+        let resp = match authz::authorize(peer, &req, &group.known()) {
+            Ok(()) => answer(group, req).await,
+            Err(why) => {
+                group.metrics.group_refused("unauthorized");
+                tracing::debug!("refused a group request: {why}");
+                Response::Refused(why)
+            }
+        };
         write_frame(&mut stream, &resp).await?;
     }
 }
