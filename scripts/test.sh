@@ -11,4 +11,6 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo build --workspace --locked
 scripts/check-symbols.sh target/debug/libmysql_gcs.so
 cargo test --workspace --locked
+# The group and partition suites once more with every member on mutual TLS (issue 10).
+GCSD_TEST_TLS=1 cargo test -p gcsd --locked --test group --test partition
 scripts/mtr.sh

@@ -2,7 +2,8 @@
 //!
 //! Prints commit latency of a status change (at the leader and through a follower),
 //! propagation from one member's plugin port to another member's subscription, each member's
-//! RSS, and idle CPU. Run: `cargo bench -p gcsd --bench group`.
+//! RSS, and idle CPU; then the same commits in a second group whose members talk mutual TLS,
+//! interleaved with the first group's, and the ratio. Run: `cargo bench -p gcsd --bench group`.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -66,6 +67,41 @@ fn propagation(from: &Gcsd, to: &Gcsd) -> Vec<Duration> {
             took
         })
         .collect()
+}
+
+/// Commit latency at a follower of the plaintext group and of the TLS group, measured in
+/// alternating rounds (so that both see the same machine load); p50 and p99 of each, and the
+/// ratio of the TLS figures to the plaintext ones.
+fn tls_ratio(plain: &[Gcsd], tls: &[Gcsd]) {
+    let follower = |g: &[Gcsd]| {
+        let leader = common::wait_for("a leader", Duration::from_secs(10), || g[0].leader());
+        (leader as usize) % 3
+    };
+    let (p, t) = (follower(plain), follower(tls));
+    let mut plain_samples = Vec::new();
+    let mut tls_samples = Vec::new();
+    for round in 0..8 {
+        plain_samples.extend(commit_latency(&plain[p], &format!("ratio-p{round} 3306")));
+        tls_samples.extend(commit_latency(&tls[t], &format!("ratio-t{round} 3306")));
+    }
+    plain_samples.sort();
+    tls_samples.sort();
+    let ratio = |q: f64| {
+        percentile(&tls_samples, q).as_secs_f64() / percentile(&plain_samples, q).as_secs_f64()
+    };
+    report(
+        "commit latency at a follower, plaintext",
+        plain_samples.clone(),
+    );
+    report(
+        "commit latency at a follower, mutual TLS",
+        tls_samples.clone(),
+    );
+    println!(
+        "TLS / plaintext, interleaved rounds: p50 {:.2}x  p99 {:.2}x",
+        ratio(0.50),
+        ratio(0.99)
+    );
 }
 
 fn proc_field(pid: i32, file: &str, key: &str) -> String {
@@ -138,4 +174,8 @@ fn main() {
             cpu * 100.0
         );
     }
+    drop(keep);
+
+    let tls = start_group(3, Gcsd::with_tls);
+    tls_ratio(&g, &tls);
 }

@@ -14,6 +14,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::admin::token::AdminToken;
 use crate::config::Config;
+use crate::wire::tls::Tls;
 use crate::wire::transport::{Tcp, Transport};
 use crate::{admin, agent, group, haproxy, lb, local_servers, metrics, plugin_port, probe, wire};
 
@@ -51,7 +52,20 @@ pub async fn run(cfg: Config, token: AdminToken) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    let transport: Arc<dyn Transport> = Arc::new(Tcp);
+    let transport: Arc<dyn Transport> = match cfg.tls_files() {
+        Some(files) => Arc::new(Tls::load(&files, cfg.node_id).map_err(Usage)?),
+        None => {
+            if !cfg.group_on_loopback() {
+                tracing::warn!(
+                    group = %cfg.group_listen,
+                    "insecure_group_transport: members talk in plaintext, unauthenticated; \
+                     anyone who reaches the group port can take part (set tls_ca_file, \
+                     tls_cert_file and tls_key_file)"
+                );
+            }
+            Arc::new(Tcp)
+        }
+    };
     let group_listener = transport
         .bind(&cfg.group_listen)
         .await

@@ -34,6 +34,15 @@ group_listen = "127.0.0.1:2300"
 # The address other members use for this one, when it differs from group_listen
 # (for example group_listen = "0.0.0.0:2300"). Default: group_listen.
 # group_advertise = "10.0.0.11:2300"
+# Mutual TLS between members (PEM files): the group's CA, this member's certificate (signed by
+# that CA, with a URI SAN gcs://member/<node_id> and an IP SAN of its group address) and key,
+# and optionally a certificate revocation list. A group_listen that is not loopback needs TLS,
+# unless insecure_group_transport = true (plaintext; a warning at every start).
+# tls_ca_file = "/etc/gcsd/tls/ca.pem"
+# tls_cert_file = "/etc/gcsd/tls/member.pem"
+# tls_key_file = "/etc/gcsd/tls/member.key"
+# tls_crl_file = "/etc/gcsd/tls/crl.pem"
+insecure_group_transport = false
 # Admin HTTP: /live, /ready, /cluster, /metrics, member changes. Keep it on loopback.
 admin_listen = "127.0.0.1:2280"
 # The admin token: every admin request but /live, /ready and /metrics needs
@@ -153,6 +162,11 @@ pub struct Config {
     pub plugin_listen: String,
     pub group_listen: String,
     pub group_advertise: Option<String>,
+    pub tls_ca_file: Option<PathBuf>,
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+    pub tls_crl_file: Option<PathBuf>,
+    pub insecure_group_transport: bool,
     pub admin_listen: String,
     pub admin_token_file: Option<PathBuf>,
     pub lb_listen: Option<String>,
@@ -383,6 +397,11 @@ impl Default for Config {
             plugin_listen: "127.0.0.1:2200".into(),
             group_listen: "127.0.0.1:2300".into(),
             group_advertise: None,
+            tls_ca_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_crl_file: None,
+            insecure_group_transport: false,
             admin_listen: "127.0.0.1:2280".into(),
             admin_token_file: None,
             lb_listen: None,
@@ -555,6 +574,25 @@ impl Config {
                 }
             }
         }
+        match (&self.tls_ca_file, &self.tls_cert_file, &self.tls_key_file) {
+            (Some(_), Some(_), Some(_)) | (None, None, None) => {}
+            _ => problems.push(
+                "tls_ca_file, tls_cert_file and tls_key_file go together: set all three or none"
+                    .to_owned(),
+            ),
+        }
+        if self.tls_crl_file.is_some() && self.tls_ca_file.is_none() {
+            problems.push("tls_crl_file needs tls_ca_file, tls_cert_file and tls_key_file".into());
+        }
+        if !self.group_on_loopback() && self.tls_ca_file.is_none() && !self.insecure_group_transport
+        {
+            problems.push(format!(
+                "group_listen {} is not loopback: set tls_ca_file, tls_cert_file and tls_key_file \
+                 (mutual TLS between members), or insecure_group_transport = true to let members \
+                 talk in plaintext",
+                self.group_listen
+            ));
+        }
         if let Some(join) = &self.join {
             if join.parse::<SocketAddr>().is_err() {
                 problems.push(format!("join {join:?} is not an IP:port address"));
@@ -652,11 +690,7 @@ impl Config {
     /// Why this member may not create a new group (it has no group and no `join`): its
     /// group_listen is not loopback and `bootstrap` was not asked for.
     pub fn bootstrap_problem(&self) -> Option<String> {
-        let loopback = self
-            .group_listen
-            .parse::<SocketAddr>()
-            .is_ok_and(|a| a.ip().is_loopback());
-        (!loopback && !self.bootstrap).then(|| {
+        (!self.group_on_loopback() && !self.bootstrap).then(|| {
             format!(
                 "no group in data_dir {} and no join address: set join to a member of the group \
                  to join it, or bootstrap = true (--bootstrap) to create a new group here \
@@ -664,6 +698,23 @@ impl Config {
                 self.data_dir.display(),
                 self.group_listen
             )
+        })
+    }
+
+    /// Whether the group listener is on a loopback address (one host: no peer can reach it).
+    pub fn group_on_loopback(&self) -> bool {
+        self.group_listen
+            .parse::<SocketAddr>()
+            .is_ok_and(|a| a.ip().is_loopback())
+    }
+
+    /// The TLS files, when TLS is configured.
+    pub fn tls_files(&self) -> Option<crate::wire::tls::TlsFiles<'_>> {
+        Some(crate::wire::tls::TlsFiles {
+            ca: self.tls_ca_file.as_deref()?,
+            cert: self.tls_cert_file.as_deref()?,
+            key: self.tls_key_file.as_deref()?,
+            crl: self.tls_crl_file.as_deref(),
         })
     }
 

@@ -25,6 +25,7 @@ mod raft;
 mod random;
 mod sql;
 mod state;
+mod warn_limit;
 mod wire;
 
 use std::process::ExitCode;

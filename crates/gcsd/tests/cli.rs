@@ -211,9 +211,13 @@ fn gcsctl_reports_and_changes_a_real_group() {
 #[test]
 fn no_silent_new_group() {
     let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gcsd.toml");
+    std::fs::write(&config, "insecure_group_transport = true\n").unwrap();
     let port = |p: u16| format!("127.0.0.1:{p}");
     let args = |extra: &[&str]| {
         let mut a: Vec<String> = vec![
+            "--config".into(),
+            config.display().to_string(),
             "--data-dir".into(),
             dir.path().join("data").display().to_string(),
             "--plugin-listen".into(),
@@ -252,4 +256,64 @@ fn no_silent_new_group() {
     });
     child.kill().ok();
     child.wait().ok();
+}
+
+/// A group listener off loopback without TLS exits 64 naming the keys (unless the operator
+/// opts out, logged at every start); a certificate of another member is refused at start.
+#[test]
+fn group_traffic_off_loopback_needs_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = gcsd(&["--group-listen", "0.0.0.0:2300", "--config-check"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{err}");
+    assert!(
+        err.contains("group_listen 0.0.0.0:2300 is not loopback: set tls_ca_file, tls_cert_file and tls_key_file"),
+        "{err}"
+    );
+    // The opt-out is accepted, and said at start.
+    let config = dir.path().join("insecure.toml");
+    std::fs::write(&config, "insecure_group_transport = true\n").unwrap();
+    let out = gcsd(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--group-listen",
+        "0.0.0.0:2300",
+        "--config-check",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // Member 1 with member 2's certificate.
+    let ca = common::certs::group_ca();
+    let minted = ca.member(2, "127.0.0.1".parse().unwrap());
+    let path = |name: &str| dir.path().join(name);
+    std::fs::write(path("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(path("m.pem"), minted.cert).unwrap();
+    std::fs::write(path("m.key"), minted.key).unwrap();
+    std::fs::write(
+        path("tls.toml"),
+        format!(
+            "tls_ca_file = {:?}\ntls_cert_file = {:?}\ntls_key_file = {:?}\n",
+            path("ca.pem"),
+            path("m.pem"),
+            path("m.key")
+        ),
+    )
+    .unwrap();
+    let out = gcsd(&[
+        "--config",
+        path("tls.toml").to_str().unwrap(),
+        "--data-dir",
+        path("data").to_str().unwrap(),
+        "--plugin-listen",
+        &format!("127.0.0.1:{}", common::free_port()),
+        "--admin-listen",
+        &format!("127.0.0.1:{}", common::free_port()),
+        "--group-listen",
+        &format!("127.0.0.1:{}", common::free_port()),
+    ]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{err}");
+    assert!(
+        err.contains("is member 2's certificate, and this is member 1"),
+        "{err}"
+    );
 }

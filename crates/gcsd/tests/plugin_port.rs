@@ -133,18 +133,6 @@ fn read_block_until(
     panic!("no pushed block as wanted among {seen:?}");
 }
 
-/// A value from `/metrics`.
-fn metric(g: &Gcsd, name: &str) -> f64 {
-    let (status, body) = g.http_get("/metrics");
-    assert_eq!(status, 200, "{body}");
-    body.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("no {name} in /metrics:\n{body}"))
-        .trim()
-        .parse()
-        .unwrap()
-}
-
 fn raw_connect(g: &Gcsd) -> (TcpStream, BufReader<TcpStream>) {
     let s = TcpStream::connect_timeout(&g.plugin, Duration::from_secs(2)).expect("plugin port");
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -578,7 +566,7 @@ fn subscribe_pushes_every_change_and_notices_closed_subscribers() {
         assert!(s.read_block().rows.is_empty());
     }
     wait_for("six subscribers counted", WAIT, || {
-        (metric(&g, "gcsd_plugin_connections") == 6.0).then_some(())
+        (g.metric("gcsd_plugin_connections") == 6.0).then_some(())
     });
     // Input on a subscription is discarded: `quit` does not end it.
     subs[0].send(b"quit\nfoo\n");
@@ -588,7 +576,7 @@ fn subscribe_pushes_every_change_and_notices_closed_subscribers() {
     }
     drop(subs);
     wait_for("closed subscribers to be noticed", WAIT, || {
-        (metric(&g, "gcsd_plugin_connections") == 1.0).then_some(())
+        (g.metric("gcsd_plugin_connections") == 1.0).then_some(())
     });
 
     // The remaining subscriber is still served, and so is everyone else.
@@ -875,7 +863,7 @@ fn two_thousand_idle_connections_do_not_block_a_new_client() {
     raise_nofile(IDLE as libc::rlim_t + 1024);
     let g = started("server_ttl_secs = 60");
     wait_for("no open plugin connection", WAIT, || {
-        (metric(&g, "gcsd_plugin_connections") == 0.0).then_some(())
+        (g.metric("gcsd_plugin_connections") == 0.0).then_some(())
     });
     // Opened in batches smaller than the listen backlog (128), each accepted before the next:
     // a burst of 2000 overflows the accept queue and costs dropped SYNs 1 s retransmits.
@@ -885,7 +873,7 @@ fn two_thousand_idle_connections_do_not_block_a_new_client() {
             idle.push(connect_from_127_0_0_2(g.plugin));
         }
         wait_for("the idle connections to be accepted", WAIT, || {
-            (metric(&g, "gcsd_plugin_connections") >= idle.len() as f64).then_some(())
+            (g.metric("gcsd_plugin_connections") >= idle.len() as f64).then_some(())
         });
     }
 
@@ -902,7 +890,7 @@ fn two_thousand_idle_connections_do_not_block_a_new_client() {
     // Exactly ours are counted. Eventually: with three runs of this file at once, the gauge was
     // seen at 2002 for a few hundred ms while 2001 sockets were established.
     wait_for("the gauge to count 2001", WAIT, || {
-        (metric(&g, "gcsd_plugin_connections") == IDLE as f64 + 1.0).then_some(())
+        (g.metric("gcsd_plugin_connections") == IDLE as f64 + 1.0).then_some(())
     });
 
     drop(idle);
@@ -910,7 +898,7 @@ fn two_thousand_idle_connections_do_not_block_a_new_client() {
     wait_for(
         "the connections gauge back to 0",
         Duration::from_secs(5),
-        || (metric(&g, "gcsd_plugin_connections") == 0.0).then_some(()),
+        || (g.metric("gcsd_plugin_connections") == 0.0).then_some(()),
     );
     wait_for_rows(&g, &["db-busy 3306 on master"]);
 }
@@ -921,7 +909,7 @@ fn connections_over_the_limit_are_refused_with_errno_10() {
     let refused = "10 Too many connections: at most 5 are served; try again later\n";
     // The readiness checks above used connections that are closed now; wait for their slots.
     wait_for("no open plugin connection", WAIT, || {
-        (metric(&g, "gcsd_plugin_connections") == 0.0).then_some(())
+        (g.metric("gcsd_plugin_connections") == 0.0).then_some(())
     });
     let mut held: Vec<PluginClient> = (0..5)
         .map(|_| {
@@ -933,14 +921,14 @@ fn connections_over_the_limit_are_refused_with_errno_10() {
     let mut sixth = g.connect();
     assert_eq!(sixth.read_line(), refused);
     assert_eq!(sixth.read_to_close(), "");
-    assert_eq!(metric(&g, "gcsd_plugin_refused_total"), 1.0);
+    assert_eq!(g.metric("gcsd_plugin_refused_total"), 1.0);
     // The five are still served.
     assert_eq!(held[4].cmd("join db-cap 3306 on master"), "0 OK\n");
     wait_for_rows_on(&mut held[4], &["db-cap 3306 on master"]);
 
     drop(held.remove(0));
     wait_for("the closed connection's slot", WAIT, || {
-        (metric(&g, "gcsd_plugin_connections") == 4.0).then_some(())
+        (g.metric("gcsd_plugin_connections") == 4.0).then_some(())
     });
     let mut fresh = g.connect();
     assert_eq!(fresh.cmd("heartbeat db-cap 3306 on"), "0 OK\n");
@@ -957,7 +945,7 @@ fn connections_over_the_limit_are_refused_with_errno_10() {
     let mut over = g.connect();
     assert_eq!(over.read_line(), refused);
     assert_eq!(over.read_to_close(), "");
-    assert_eq!(metric(&g, "gcsd_plugin_refused_total"), 2.0);
+    assert_eq!(g.metric("gcsd_plugin_refused_total"), 2.0);
 }
 
 #[test]

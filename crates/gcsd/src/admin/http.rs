@@ -3,9 +3,8 @@
 //! connections, a request deadline and a small body limit; and the admin API's guards (the
 //! `Host` check and the token).
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
@@ -14,13 +13,13 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use parking_lot::Mutex;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::token::AdminToken;
+use crate::warn_limit::WarnLimiter;
 
 /// Open connections per listener; more are accepted and closed at once (and logged).
 pub const MAX_CONNECTIONS: usize = 4096;
@@ -167,28 +166,6 @@ pub async fn authorized(State(guard): State<Arc<Guard>>, req: Request, next: Nex
         .into_response()
 }
 
-/// At most one log line per interval for one kind of event, with the count since the last.
-#[derive(Default)]
-struct WarnLimiter {
-    last: Mutex<Option<Instant>>,
-    since: AtomicU64,
-}
-
-impl WarnLimiter {
-    const INTERVAL: Duration = Duration::from_secs(10);
-
-    fn warn(&self, log: impl FnOnce(u64)) {
-        let n = self.since.fetch_add(1, Ordering::Relaxed) + 1;
-        let mut last = self.last.lock();
-        if last.is_some_and(|t| t.elapsed() < Self::INTERVAL) {
-            return;
-        }
-        *last = Some(Instant::now());
-        self.since.store(0, Ordering::Relaxed);
-        log(n);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,18 +193,5 @@ mod tests {
         ] {
             assert!(host_problem(bad.as_bytes()).is_some(), "{bad}");
         }
-    }
-
-    #[test]
-    fn warnings_are_limited_and_counted() {
-        let limiter = WarnLimiter::default();
-        let mut logged = Vec::new();
-        for _ in 0..5 {
-            limiter.warn(|n| logged.push(n));
-        }
-        assert_eq!(logged, [1], "one line per interval");
-        *limiter.last.lock() = Some(Instant::now() - WarnLimiter::INTERVAL);
-        limiter.warn(|n| logged.push(n));
-        assert_eq!(logged, [1, 5], "the next line counts what was not logged");
     }
 }

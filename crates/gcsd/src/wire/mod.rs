@@ -9,6 +9,7 @@
 
 pub mod authz;
 pub mod server;
+pub mod tls;
 pub mod transport;
 
 use std::time::Duration;
@@ -193,18 +194,49 @@ pub async fn read_frame_of_at_most<T: DeserializeOwned>(
     r: &mut (impl AsyncReadExt + Unpin),
     max: usize,
 ) -> std::io::Result<T> {
+    let len = read_frame_len(r, max).await?;
+    serde_json::from_slice(&read_frame_body(r, len).await?).map_err(std::io::Error::other)
+}
+
+/// One frame of at most `max` bytes whose body, once its length has arrived, arrives within
+/// `deadline`: waiting for a frame is free, trickling one is not.
+pub async fn read_frame_within<T: DeserializeOwned>(
+    r: &mut (impl AsyncReadExt + Unpin),
+    max: usize,
+    deadline: Duration,
+) -> std::io::Result<T> {
+    let len = read_frame_len(r, max).await?;
+    let body = tokio::time::timeout(deadline, read_frame_body(r, len))
+        .await
+        .map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("a frame of {len} bytes did not arrive within {deadline:?}"),
+            )
+        })??;
+    serde_json::from_slice(&body).map_err(std::io::Error::other)
+}
+
+async fn read_frame_len(r: &mut (impl AsyncReadExt + Unpin), max: usize) -> std::io::Result<usize> {
     let len = r.read_u32().await? as usize;
     if len > max {
         return Err(std::io::Error::other(format!(
             "frame of {len} bytes exceeds the limit of {max}"
         )));
     }
+    Ok(len)
+}
+
+async fn read_frame_body(
+    r: &mut (impl AsyncReadExt + Unpin),
+    len: usize,
+) -> std::io::Result<Vec<u8>> {
     let mut body = Vec::with_capacity(len.min(64 * 1024));
     let read = r.take(len as u64).read_to_end(&mut body).await?;
     if read < len {
         return Err(std::io::ErrorKind::UnexpectedEof.into());
     }
-    serde_json::from_slice(&body).map_err(std::io::Error::other)
+    Ok(body)
 }
 
 /// A client connection to one member, one request in flight at a time.
@@ -232,9 +264,18 @@ impl Connection {
             })?;
         let mut conn = Self {
             addr: addr.to_owned(),
-            stream: BufStream::new(stream),
+            stream: BufStream::new(stream.stream),
         };
         let answer: Hello = conn.exchange(&me.hello(), timeout).await?;
+        if let Some(certified) = stream.member.filter(|&m| m != answer.from) {
+            return Err(WireError::Incompatible {
+                addr: addr.to_owned(),
+                detail: format!(
+                    "it presents the certificate of member {certified} but says it is member {}",
+                    answer.from
+                ),
+            });
+        }
         me.accept(&answer)
             .await
             .map_err(|detail| WireError::Incompatible {

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use proto::{BlockReader, ServerList};
 use serde_json::Value;
 
+pub mod certs;
 pub mod netns;
 
 /// The `gcsd` binary under test. Cargo names it at compile time for gcsd's own tests; other
@@ -82,6 +83,9 @@ pub struct Gcsd {
     pub join: Option<SocketAddr>,
     /// Extra TOML appended to the generated config file.
     pub extra_config: String,
+    /// Mutual TLS between members (a certificate from the test CA); on for every member when
+    /// GCSD_TEST_TLS=1, so that any suite can run over TLS unchanged.
+    pub tls: bool,
     child: Option<Child>,
 }
 
@@ -113,6 +117,7 @@ impl Gcsd {
             netns,
             join: None,
             extra_config: String::new(),
+            tls: std::env::var("GCSD_TEST_TLS").is_ok_and(|v| v == "1"),
             child: None,
         }
     }
@@ -120,6 +125,27 @@ impl Gcsd {
     pub fn joining(mut self, other: &Gcsd) -> Self {
         self.join = Some(other.group);
         self
+    }
+
+    pub fn with_tls(mut self) -> Self {
+        self.tls = true;
+        self
+    }
+
+    /// Writes this member's certificate, key and the CA into its directory; the config keys.
+    fn tls_config(&self) -> String {
+        let ip = self.ip.parse().expect("an IP address");
+        let minted = certs::group_ca().member(self.id, ip);
+        let path = |name: &str| self.dir.path().join(name);
+        std::fs::write(path("ca.pem"), certs::group_ca().pem()).unwrap();
+        std::fs::write(path("member.pem"), minted.cert).unwrap();
+        std::fs::write(path("member.key"), minted.key).unwrap();
+        format!(
+            "tls_ca_file = {:?}\ntls_cert_file = {:?}\ntls_key_file = {:?}\n",
+            path("ca.pem"),
+            path("member.pem"),
+            path("member.key")
+        )
     }
 
     pub fn with_config(mut self, toml: &str) -> Self {
@@ -145,11 +171,21 @@ impl Gcsd {
             self.group,
             self.admin
         );
+        let loopback = self.ip == "127.0.0.1";
         match self.join {
             Some(j) => toml.push_str(&format!("join = \"{j}\"\n")),
             // Off loopback, founding a group must be asked for.
-            None if self.ip != "127.0.0.1" => toml.push_str("bootstrap = true\n"),
+            None if !loopback => toml.push_str("bootstrap = true\n"),
             None => {}
+        }
+        if self.tls {
+            if !std::path::Path::new(&self.dir.path().join("member.pem")).exists() {
+                let keys = self.tls_config();
+                std::fs::write(self.dir.path().join("tls.toml"), &keys).unwrap();
+            }
+            toml.push_str(&std::fs::read_to_string(self.dir.path().join("tls.toml")).unwrap());
+        } else if !loopback {
+            toml.push_str("insecure_group_transport = true\n");
         }
         toml.push_str(&self.extra_config);
         std::fs::write(self.config_path(), toml).unwrap();
@@ -297,6 +333,18 @@ impl Gcsd {
         let mut resp = sent.expect("admin HTTP answers");
         let status = resp.status().as_u16();
         (status, resp.body_mut().read_to_string().unwrap())
+    }
+
+    /// A value from `/metrics` (`name` with its labels, as printed).
+    pub fn metric(&self, name: &str) -> f64 {
+        let (status, body) = self.http_get("/metrics");
+        assert_eq!(status, 200, "{body}");
+        body.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no {name} in /metrics:\n{body}"))
+            .trim()
+            .parse()
+            .unwrap()
     }
 
     pub fn cluster(&self) -> Value {

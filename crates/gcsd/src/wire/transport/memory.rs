@@ -18,7 +18,7 @@ use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
 use tokio::sync::mpsc;
 
-use super::{Acceptor, BoxFuture, BoxStream, Transport};
+use super::{Acceptor, BoxFuture, BoxStream, Connected, Pending, Transport};
 
 /// Room in each direction of a pipe; a whole snapshot frame need not fit, it is streamed.
 const PIPE_BYTES: usize = 256 << 10;
@@ -86,7 +86,7 @@ pub struct Endpoint {
 }
 
 impl Transport for Endpoint {
-    fn connect<'a>(&'a self, addr: &'a str) -> BoxFuture<'a, io::Result<BoxStream>> {
+    fn connect<'a>(&'a self, addr: &'a str) -> BoxFuture<'a, io::Result<Connected>> {
         Box::pin(async move {
             let (open, listener) = {
                 let links = self.net.0.lock();
@@ -112,7 +112,7 @@ impl Transport for Endpoint {
             listener
                 .send((Box::new(end(theirs)), self.me.clone()))
                 .map_err(|_| io::Error::new(io::ErrorKind::ConnectionRefused, "listener closed"))?;
-            Ok(Box::new(end(mine)) as BoxStream)
+            Ok(Connected::plain(end(mine)))
         })
     }
 
@@ -135,12 +135,18 @@ impl Transport for Endpoint {
 struct Listener(mpsc::UnboundedReceiver<(BoxStream, String)>);
 
 impl Acceptor for Listener {
-    fn accept(&mut self) -> BoxFuture<'_, io::Result<(BoxStream, String)>> {
+    fn accept(&mut self) -> BoxFuture<'_, io::Result<(Pending, String)>> {
         Box::pin(async move {
-            self.0
+            let (stream, peer) = self
+                .0
                 .recv()
                 .await
-                .ok_or_else(|| io::Error::other("network dropped"))
+                .ok_or_else(|| io::Error::other("network dropped"))?;
+            let ready: Pending = Box::pin(std::future::ready(Ok(Connected {
+                stream,
+                member: None,
+            })));
+            Ok((ready, peer))
         })
     }
 }
@@ -212,7 +218,7 @@ mod tests {
         let client = net.endpoint(a).connect(b).await.unwrap();
         let (server, from) = listener.accept().await.unwrap();
         assert_eq!(from, a);
-        (client, server)
+        (client.stream, server.await.unwrap().stream)
     }
 
     #[tokio::test]
