@@ -90,6 +90,9 @@ election_timeout_max_ms = 800
 propose_timeout_ms = 2000
 # Take a snapshot after this many log entries (older entries are then purged).
 snapshot_every_entries = 5000
+# How long the leader gives a snapshot to reach a member and be installed there (serialized,
+# sent, fsynced, answered): a member that was away past the purged log catches up this way.
+snapshot_send_timeout_ms = 10000
 
 # Plugin port limits.
 max_plugin_connections = 10000
@@ -183,6 +186,7 @@ pub struct Config {
     pub election_timeout_max_ms: u64,
     pub propose_timeout_ms: u64,
     pub snapshot_every_entries: u64,
+    pub snapshot_send_timeout_ms: u64,
     pub max_plugin_connections: usize,
     pub plugin_idle_timeout_secs: u64,
     pub shutdown_grace_ms: u64,
@@ -418,6 +422,7 @@ impl Default for Config {
             election_timeout_max_ms: 800,
             propose_timeout_ms: 2000,
             snapshot_every_entries: 5000,
+            snapshot_send_timeout_ms: 10_000,
             max_plugin_connections: 10000,
             plugin_idle_timeout_secs: 600,
             shutdown_grace_ms: 2000,
@@ -626,6 +631,7 @@ impl Config {
             ("heartbeat_publish_ms", self.heartbeat_publish_ms),
             ("propose_timeout_ms", self.propose_timeout_ms),
             ("snapshot_every_entries", self.snapshot_every_entries),
+            ("snapshot_send_timeout_ms", self.snapshot_send_timeout_ms),
             ("plugin_idle_timeout_secs", self.plugin_idle_timeout_secs),
             ("shutdown_grace_ms", self.shutdown_grace_ms),
             ("max_plugin_connections", self.max_plugin_connections as u64),
@@ -755,6 +761,9 @@ impl Config {
             // Keep a tenth of a snapshot's worth of log, so a member that was briefly away
             // catches up from the log rather than needing a whole snapshot.
             max_in_snapshot_log_to_keep: self.snapshot_every_entries / 10,
+            // openraft's default (200 ms) is too short for a state of thousands of servers,
+            // which would then be resent forever.
+            install_snapshot_timeout: self.snapshot_send_timeout_ms,
             ..Default::default()
         }
     }

@@ -358,3 +358,80 @@ fn a_member_with_a_name_outside_the_rule_is_refused() {
     );
     assert_eq!(g[0].cluster()["members"].as_array().unwrap().len(), 1);
 }
+
+/// A state of 3,000 servers with 255-character hosts (about 2 MB as a snapshot) reaches a member
+/// that joins after the log was purged, within 10 s on loopback. Three members register 1,000
+/// each (the most one member may).
+#[test]
+fn joiner_gets_large_snapshot() {
+    large_snapshot_reaches_a_joiner(3);
+}
+
+/// The largest state the group may hold: 10,000 servers (ten members of 1,000), about 7 MB. Five
+/// minutes on two cores, most of it filling the state: run by hand
+/// (`cargo test -p gcsd --test group -- --ignored`), figures in bench/README.md.
+#[test]
+#[ignore = "five minutes; run by hand, see bench/README.md"]
+fn joiner_gets_the_largest_snapshot() {
+    large_snapshot_reaches_a_joiner(10);
+}
+
+/// `members` members register 1,000 servers each, with 255-character hosts; then a new member
+/// joins and must list them all within 10 s. Ten members on two cores filling the state as
+/// fast as they can are far more crowded than any deployment (one gcsd per host), so failure
+/// detection is given slack here: this is about the transfer.
+fn large_snapshot_reaches_a_joiner(members: u64) {
+    const PER_MEMBER: usize = 1000;
+    let config = "server_ttl_secs = 3600\nsnapshot_every_entries = 2000\n\
+                  raft_heartbeat_ms = 250\nelection_timeout_min_ms = 3000\n\
+                  election_timeout_max_ms = 6000\nmember_timeout_ms = 8000\n";
+    let mut g = start_group(3, |m| m.with_config(config));
+    for id in 4..=members {
+        g.push(Gcsd::new(id).joining(&g[0]).with_config(config).start());
+    }
+    wait_for("every member up", WAIT, || {
+        let all = g[0].cluster()["members"].as_array().unwrap().clone();
+        (all.iter().filter(|m| m["up"] == true).count() == members as usize).then_some(())
+    });
+    let host = |m: u64, i: usize| {
+        let name = format!("m{m}s{i}-");
+        format!("{name}{}", "h".repeat(255 - name.len()))
+    };
+    let filling = Instant::now();
+    std::thread::scope(|s| {
+        for m in &g {
+            s.spawn(move || {
+                let mut c = m.connect();
+                for i in 0..PER_MEMBER {
+                    let line = format!("join {} 3306 on slave", host(m.id, i));
+                    assert_eq!(c.cmd(&line), "0 OK\n", "{line}");
+                }
+            });
+        }
+    });
+    let total = members as usize * PER_MEMBER;
+    wait_for("every server at member 1", WAIT, || {
+        (g[0].serverlist().rows.len() == total).then_some(())
+    });
+    let filled = filling.elapsed();
+    let started = Instant::now();
+    let fresh = Gcsd::new(members + 1)
+        .joining(&g[0])
+        .with_config(config)
+        .start();
+    wait_for(
+        "the snapshot at the new member",
+        Duration::from_secs(10),
+        || (fresh.serverlist().rows.len() == total).then_some(()),
+    );
+    let took = started.elapsed();
+    let rss = std::fs::read_to_string(format!("/proc/{}/status", fresh.pid()))
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .unwrap_or_default()
+        .to_owned();
+    eprintln!(
+        "{total} servers (filled in {filled:?}) reached a new member {took:?} after its start ({rss})"
+    );
+}

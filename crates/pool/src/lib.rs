@@ -21,6 +21,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod checks;
 mod decide;
 pub mod fence;
 mod health;

@@ -8,6 +8,7 @@
 
 #[cfg(feature = "serde")]
 pub mod admin;
+pub mod checks;
 mod command;
 mod errno;
 mod framing;

@@ -232,4 +232,27 @@ proptest! {
             let _ = reader.push_line(line);
         }
     }
+
+    // The fuzz targets' checks (fuzz/), on stable: see proto::checks.
+    #[test]
+    fn fuzz_check_plugin_lines(bytes in noisy_bytes()) {
+        proto::checks::check_plugin_lines(&bytes);
+    }
+
+    #[test]
+    fn fuzz_check_serverlist_lines(
+        rows in proptest::collection::vec(row_v2(), 0..6),
+        noise in noisy_bytes(),
+    ) {
+        let block = ServerList { header: Reply::ok(), rows }.to_block(2);
+        let mut bytes = block.into_bytes();
+        bytes.extend_from_slice(&noise);
+        proto::checks::check_serverlist_lines(&bytes);
+    }
+
+    #[cfg(feature = "serde")]
+    #[test]
+    fn fuzz_check_admin_json(json in r#"\{("(id|group_addr|name|admin_addr|op|pool|to|server|settings)":("[ -~]{0,12}"|[0-9]{1,3}|null|\[\]),?){0,4}\}"#) {
+        proto::checks::check_admin_json(json.as_bytes());
+    }
 }

@@ -93,9 +93,14 @@ impl Group {
             let identity = Identity::new(me, group_id, sm.subscribe()).await?;
             Ok((log_store, sm, identity))
         };
-        let (log_store, sm, identity) = open_store()
-            .await
-            .with_context(|| format!("cannot open the Raft store in {}", cfg.data_dir.display()))?;
+        let (log_store, sm, identity) = open_store().await.with_context(|| {
+            format!(
+                "cannot open the Raft store {}: if the file is damaged, this member's data is \
+                 lost and it must not rejoin under its id; remove it (gcsctl remove-member {me} \
+                 --yes), then start it with a new node_id, an empty data_dir and --join",
+                cfg.data_dir.join("raft.redb").display()
+            )
+        })?;
         let applied = sm.subscribe();
         let contacts = Contacts::default();
         let network = Network {
@@ -334,6 +339,7 @@ impl Group {
         let tick = Duration::from_millis(self.cfg.raft_heartbeat_ms);
         loop {
             applied.borrow_and_update();
+            let started = Instant::now();
             let view = self.current_serverlist();
             self.serverlist.send_if_modified(|cur| {
                 match (&cur.stale, &view.stale) {
@@ -347,6 +353,13 @@ impl Group {
                 }
                 changed
             });
+            // A list of thousands of servers takes milliseconds to build: at a high commit
+            // rate, let changes gather for as long as the last build took (at most half a core
+            // here), rather than rebuilding after every commit.
+            let spent = started.elapsed();
+            if spent >= Duration::from_millis(1) {
+                tokio::time::sleep(spent).await;
+            }
             tokio::select! {
                 r = applied.changed() => if r.is_err() { return },
                 () = tokio::time::sleep(tick) => {}

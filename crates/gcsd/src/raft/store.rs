@@ -135,15 +135,32 @@ async fn put_meta<T: Serialize>(
 ) -> StorageResult<()> {
     let bytes = serde_json::to_vec(value).map_err(write_error)?;
     let db = db.clone();
+    durably(move || write_meta(&db, key, &bytes)).await
+}
+
+/// [`put_meta`] for a large value (a snapshot: megabytes at thousands of servers), serialized
+/// on the blocking pool too, so that the runtime keeps serving heartbeats meanwhile.
+async fn put_large_meta<T: Serialize + Send + 'static>(
+    db: &Arc<Database>,
+    key: &'static str,
+    value: T,
+) -> StorageResult<T> {
+    let db = db.clone();
     durably(move || {
-        let txn = db.begin_write().map_err(write_error)?;
-        txn.open_table(META)
-            .map_err(write_error)?
-            .insert(key, bytes.as_slice())
-            .map_err(write_error)?;
-        txn.commit().map_err(write_error)
+        let bytes = serde_json::to_vec(&value).map_err(write_error)?;
+        write_meta(&db, key, &bytes)?;
+        Ok(value)
     })
     .await
+}
+
+fn write_meta(db: &Database, key: &str, bytes: &[u8]) -> StorageResult<()> {
+    let txn = db.begin_write().map_err(write_error)?;
+    txn.open_table(META)
+        .map_err(write_error)?
+        .insert(key, bytes)
+        .map_err(write_error)?;
+    txn.commit().map_err(write_error)
 }
 
 /// The Raft log and vote. Every append is fsynced (redb's default durability) before openraft
@@ -365,8 +382,8 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             last.map_or(0, |l| l.leader_id.term),
             last.map_or(0, |l| l.index)
         );
-        put_meta(&self.db, KEY_SNAPSHOT, &self.snap).await?;
-        Ok(self.snap.to_snapshot())
+        let snap = put_large_meta(&self.db, KEY_SNAPSHOT, self.snap.clone()).await?;
+        Ok(snap.to_snapshot())
     }
 }
 
@@ -439,7 +456,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             meta: meta.clone(),
             state: *snapshot,
         };
-        put_meta(&self.db, KEY_SNAPSHOT, &snap).await?;
+        let snap = put_large_meta(&self.db, KEY_SNAPSHOT, snap).await?;
         tracing::info!(
             up_to = snap.meta.last_log_id.map_or(0, |l| l.index),
             servers = snap.state.servers.len(),
