@@ -208,6 +208,13 @@ fn admin_slowloris() {
     wait_for("ready", WAIT, || {
         (g.http_get("/ready").0 == 200).then_some(())
     });
+    let rss = || -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", g.pid())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
+    let rss_before = rss();
+    let mut rss_peak = 0;
     let idle: Vec<TcpStream> = (0..IDLE)
         .map(|_| TcpStream::connect(g.admin).unwrap())
         .collect();
@@ -230,6 +237,7 @@ fn admin_slowloris() {
         let asked = Instant::now();
         let (status, _) = g.http_as("GET", "/ready", None, None);
         assert_eq!(status, 200);
+        rss_peak = rss_peak.max(rss());
         worst = worst.max(asked.elapsed());
         if open == 0 && closed_at.is_none() {
             closed_at = Some(started.elapsed());
@@ -238,8 +246,10 @@ fn admin_slowloris() {
         std::thread::sleep(Duration::from_secs(1));
     }
     eprintln!(
-        "worst /ready during the flood: {worst:?}; slow connections closed after {closed_at:?}"
+        "worst /ready during the flood: {worst:?}; slow connections closed after {closed_at:?}; \
+         gcsd RSS {rss_before} kB before, at most {rss_peak} kB during"
     );
+    assert!(rss_peak < 100 * 1024, "gcsd grew to {rss_peak} kB");
     assert!(worst < Duration::from_millis(500), "/ready took {worst:?}");
     let closed_at = closed_at.expect("slow connections still open after 16 s");
     assert!(closed_at <= Duration::from_secs(15), "{closed_at:?}");

@@ -52,6 +52,16 @@ pub struct MppFields {
     pub message: String,
 }
 
+/// A row's message as the line carries it: control characters (which would break the line or
+/// a terminal) as spaces, no spaces at either end.
+fn clean_message(text: &str) -> String {
+    let spaced: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    spaced.trim().to_owned()
+}
+
 impl ServerRow {
     /// `<member> <host> <port> <status> <role> <ttl> <last_update>\n`, time in UTC with
     /// millisecond precision.
@@ -77,11 +87,7 @@ impl ServerRow {
         match &self.mpp {
             None => format!("{v1} - - - - -\n"),
             Some(m) => {
-                let message: String = m
-                    .message
-                    .chars()
-                    .map(|c| if c.is_control() { ' ' } else { c })
-                    .collect();
+                let message = clean_message(&m.message);
                 let status = m.status.map_or("-", Health::as_str);
                 format!(
                     "{v1} {} {} {} {status} {} {message}",
@@ -94,7 +100,8 @@ impl ServerRow {
         }
     }
 
-    /// Parses a row line of `version`.
+    /// Parses a row line of `version`. The message is read as it is printed: control
+    /// characters as spaces, no spaces at either end.
     pub fn parse_version(line: &str, version: u32) -> Result<ServerRow, ParseError> {
         if version < 2 {
             return ServerRow::parse(line);
@@ -137,7 +144,7 @@ impl ServerRow {
             epoch: epoch
                 .parse()
                 .map_err(|_| ParseError::new("invalid epoch", line))?,
-            message: rest.trim().to_owned(),
+            message: clean_message(rest),
         });
         Ok(row)
     }
@@ -285,6 +292,20 @@ impl BlockReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the serverlist_reader fuzz target: a message with control characters was kept
+    /// as read but printed with spaces, so a row did not print back to itself.
+    #[test]
+    fn a_message_with_control_characters_reads_as_it_prints() {
+        let line = "gcsd1 db1 3306 on master 3 2026-11-22T00:15:33.123Z app PRIMARY ACTIVE OK 3 \
+                    all goo\u{fffd}d 2026-11\u{10}\0\u{0}00:15:3 - -\t\u{1b}\n";
+        let row = ServerRow::parse_version(line, 2).unwrap();
+        assert_eq!(
+            row.mpp.as_ref().unwrap().message,
+            "all goo\u{fffd}d 2026-11   00:15:3 - -"
+        );
+        assert_eq!(ServerRow::parse_version(&row.to_line_v2(), 2).unwrap(), row);
+    }
 
     fn row() -> ServerRow {
         ServerRow {
