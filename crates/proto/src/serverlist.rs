@@ -173,9 +173,11 @@ impl ServerRow {
             ttl_secs: ttl
                 .parse()
                 .map_err(|_| ParseError::new("invalid ttl", line))?,
+            // Kept to the millisecond, as rows are printed.
             last_update: DateTime::parse_from_rfc3339(time)
-                .map_err(|_| ParseError::new("invalid last_update", line))?
-                .with_timezone(&Utc),
+                .ok()
+                .and_then(|t| DateTime::from_timestamp_millis(t.timestamp_millis()))
+                .ok_or_else(|| ParseError::new("invalid last_update", line))?,
             mpp: None,
         })
     }
@@ -292,6 +294,16 @@ impl BlockReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the serverlist_reader fuzz target: a time finer than a millisecond was kept, and
+    /// printed to the millisecond, so the row did not print back to itself.
+    #[test]
+    fn a_time_finer_than_a_millisecond_is_kept_to_the_millisecond() {
+        let row =
+            ServerRow::parse("gcsd2 db2 3306 standby slave 3 2026-11-22T00:15:33.1232Z").unwrap();
+        assert_eq!(row.last_update.timestamp_subsec_micros(), 123_000);
+        assert_eq!(ServerRow::parse(&row.to_line()).unwrap(), row);
+    }
 
     /// Found by the serverlist_reader fuzz target: a message with control characters was kept
     /// as read but printed with spaces, so a row did not print back to itself.
