@@ -238,6 +238,26 @@ pub struct ServerHealth {
     pub last_probe: DateTime<Utc>,
 }
 
+impl ServerHealth {
+    /// A clean probe of a read-only replica by `member` at `last_probe`: the starting point of
+    /// tests and examples, which change what they need.
+    pub fn clean_replica(member: u64, last_probe: DateTime<Utc>) -> Self {
+        ServerHealth {
+            member,
+            health: Health::Ok,
+            failures: 0,
+            failure: None,
+            gone: false,
+            read_only: Some(true),
+            replica: Some(true),
+            server_id: Some(1),
+            gtid: None,
+            message: String::new(),
+            last_probe,
+        }
+    }
+}
+
 /// One committed change of a server's STATE in a pool.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryEntry {

@@ -47,17 +47,8 @@ enum Obs {
 
 fn health(obs: Obs) -> Option<ServerHealth> {
     let base = ServerHealth {
-        member: 1,
-        health: Health::Ok,
-        failures: 0,
-        failure: None,
-        gone: false,
-        read_only: Some(true),
-        replica: Some(true),
-        server_id: Some(1),
         gtid: Some("0-1-10".into()),
-        message: String::new(),
-        last_probe: at(0),
+        ..ServerHealth::clean_replica(1, at(0))
     };
     let fail = |kind, gone, ro, msg: &str| ServerHealth {
         health: Health::Fail,

@@ -24,17 +24,11 @@ fn health() -> impl Strategy<Value = ServerHealth> {
         proptest::option::of(any::<bool>()),
     )
         .prop_map(|(member, health, failures, gone, read_only)| ServerHealth {
-            member,
             health,
             failures,
-            failure: None,
             gone,
             read_only,
-            replica: Some(true),
-            server_id: Some(1),
-            gtid: None,
-            message: String::new(),
-            last_probe: DateTime::from_timestamp(0, 0).unwrap(),
+            ..ServerHealth::clean_replica(member, DateTime::from_timestamp(0, 0).unwrap())
         })
 }
 

@@ -177,19 +177,7 @@ mod tests {
         let reports = probers
             .iter()
             .map(|&member| {
-                let health = ServerHealth {
-                    member,
-                    health: proto::Health::Ok,
-                    failures: 0,
-                    failure: None,
-                    gone: false,
-                    read_only: Some(true),
-                    replica: Some(true),
-                    server_id: Some(1),
-                    gtid: None,
-                    message: String::new(),
-                    last_probe: Utc::now(),
-                };
+                let health = ServerHealth::clean_replica(member, Utc::now());
                 (ServerKey::new("db1", "3306"), health)
             })
             .collect();
