@@ -112,6 +112,7 @@ pub async fn run(cfg: Config, token: AdminToken) -> anyhow::Result<()> {
         idle_timeout: Duration::from_secs(cfg.plugin_idle_timeout_secs),
         shutdown: shutdown.clone(),
         tasks: TaskTracker::new(),
+        rendered: plugin_port::Rendered::default(),
     });
     tokio::spawn(port.clone().serve(plugin_listener));
     let admin = admin::router(

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use proto::{
-    version_reply_text, Command, Errno, LineBuffer, Reply, ServerKey, ServerList, MAX_LINE,
+    block_of, version_reply_text, Command, Errno, LineBuffer, Reply, ServerKey, MAX_LINE,
     SERVERLIST_VERSION,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -37,6 +37,7 @@ pub struct PluginPort {
     pub shutdown: CancellationToken,
     /// Every connection's task, so that shutdown can wait for them to end.
     pub tasks: TaskTracker,
+    pub rendered: Rendered,
 }
 
 /// How a connection ends.
@@ -228,26 +229,24 @@ impl PluginPort {
         let mut sink = [0u8; 1024];
         // The first list is the current one (the published copy may lag by a tick); after that
         // each published change, except one that equals what this subscriber already has.
-        let mut view = self.group.current_serverlist();
-        let mut sent: Option<ServerListView> = None;
+        let first = self.group.current_serverlist();
+        send(&mut writer, &block(&first, version)).await?;
+        let mut sent = Arc::new(first);
         loop {
-            if sent.as_ref() != Some(&view) {
-                send(&mut writer, &block(&view, version)).await?;
-                sent = Some(view);
-            }
-            loop {
-                tokio::select! {
-                    changed = lists.changed() => {
-                        if changed.is_err() { return Ok(()); }
-                        view = (**lists.borrow_and_update()).clone();
-                        break;
+            tokio::select! {
+                changed = lists.changed() => {
+                    if changed.is_err() { return Ok(()); }
+                    let view = lists.borrow_and_update().clone();
+                    if *view != *sent {
+                        send(&mut writer, &self.rendered.block(&view, version)).await?;
+                        sent = view;
                     }
-                    read = reader.read(&mut sink) => {
-                        if read? == 0 { return Ok(()); }
-                    }
-                    () = self.shutdown.cancelled() => {
-                        return send(&mut writer, &Reply::shutting_down().to_line()).await;
-                    }
+                }
+                read = reader.read(&mut sink) => {
+                    if read? == 0 { return Ok(()); }
+                }
+                () = self.shutdown.cancelled() => {
+                    return send(&mut writer, &Reply::shutting_down().to_line()).await;
                 }
             }
         }
@@ -275,11 +274,33 @@ fn block(view: &ServerListView, version: u32) -> String {
         None => Reply::new(Errno::Ok, ""),
         Some(why) => Reply::stale(why),
     };
-    ServerList {
-        header,
-        rows: view.rows(version).to_vec(),
+    block_of(&header, view.rows(version), version)
+}
+
+/// The blocks last rendered for a published list, by version: every subscriber is sent the same
+/// text, so it is rendered once per change, not once per subscriber (at 10,000 servers a block
+/// is megabytes and milliseconds).
+#[derive(Default)]
+pub struct Rendered(parking_lot::Mutex<Option<RenderedList>>);
+
+/// A published list and its blocks, version 1 and version 2, once rendered.
+type RenderedList = (Arc<ServerListView>, [Option<Arc<str>>; 2]);
+
+impl Rendered {
+    fn block(&self, view: &Arc<ServerListView>, version: u32) -> Arc<str> {
+        let slot = usize::from(version >= 2);
+        let mut cache = self.0.lock();
+        if !cache
+            .as_ref()
+            .is_some_and(|(seen, _)| Arc::ptr_eq(seen, view))
+        {
+            *cache = Some((view.clone(), [None, None]));
+        }
+        let (_, blocks) = cache.as_mut().expect("set above");
+        blocks[slot]
+            .get_or_insert_with(|| block(view, version).into())
+            .clone()
     }
-    .to_block(version)
 }
 
 async fn send(writer: &mut OwnedWriteHalf, text: &str) -> std::io::Result<()> {
@@ -304,6 +325,29 @@ fn history_block(pools: &pool::Pools, since: Option<u64>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A published list is rendered once per version, whoever asks; a new one anew.
+    #[test]
+    fn subscribers_share_one_rendering_per_change() {
+        let rendered = Rendered::default();
+        let stale = |why: &str| {
+            Arc::new(ServerListView {
+                stale: Some(why.into()),
+                ..ServerListView::default()
+            })
+        };
+        let one = stale("a");
+        let first = rendered.block(&one, 2);
+        assert!(Arc::ptr_eq(&first, &rendered.block(&one, 2)));
+        assert_eq!(&*first, block(&one, 2));
+        let v1 = rendered.block(&one, 1);
+        assert_eq!(&*v1, block(&one, 1));
+        assert!(Arc::ptr_eq(&v1, &rendered.block(&one, 1)));
+        let two = stale("b");
+        let second = rendered.block(&two, 2);
+        assert!(!Arc::ptr_eq(&first, &second));
+        assert!(second.contains("(b)"), "{second}");
+    }
 
     /// Each way a change can fail reaches the client under its own errno.
     #[test]

@@ -26,7 +26,7 @@ pub use history::{history_header, parse_history_header, HistoryRow, MAX_HISTORY_
 pub use mpp::{Health, PoolState, PoolType, MAX_MESSAGE, MAX_POOL_NAME};
 pub use reply::{no_quorum_text, Reply};
 pub use serverlist::{
-    served_version, version_reply_text, BlockReader, MppFields, ServerList, ServerRow,
+    block_of, served_version, version_reply_text, BlockReader, MppFields, ServerList, ServerRow,
     MAX_BLOCK_BYTES, MAX_BLOCK_ROWS, SERVERLIST_VERSION, TOO_LARGE,
 };
 pub use vocabulary::{

@@ -197,19 +197,24 @@ impl ServerList {
     /// Header line, row lines in `version`'s format, then the empty line that lets persistent
     /// connections frame it.
     pub fn to_block(&self, version: u32) -> String {
-        let mut block = self.header.to_line();
-        if opens_block(self.header.errno) {
-            for row in &self.rows {
-                if version >= 2 {
-                    block.push_str(&row.to_line_v2());
-                } else {
-                    block.push_str(&row.to_line());
-                }
-            }
-            block.push('\n');
-        }
-        block
+        block_of(&self.header, &self.rows, version)
     }
+}
+
+/// [`ServerList::to_block`] of a header and rows held elsewhere (no copy of the rows).
+pub fn block_of(header: &Reply, rows: &[ServerRow], version: u32) -> String {
+    let mut block = header.to_line();
+    if opens_block(header.errno) {
+        for row in rows {
+            if version >= 2 {
+                block.push_str(&row.to_line_v2());
+            } else {
+                block.push_str(&row.to_line());
+            }
+        }
+        block.push('\n');
+    }
+    block
 }
 
 fn opens_block(errno: Errno) -> bool {
