@@ -1381,16 +1381,7 @@ fn at_rest(lab: &Lab) {
         let fields: Vec<&str> = stat.rsplit_once(") ").unwrap().1.split(' ').collect();
         (fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap()) / 100.0
     };
-    let rss = |pid: i32| -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().strip_suffix("kB"))
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .unwrap()
-            / 1024.0
-    };
+    let rss = |pid: i32| common::gcsd::rss_kb(pid) as f64 / 1024.0;
     const COMMITTED: &str = "gcsd_proposals_total{result=\"committed\"}";
     let before: Vec<(f64, f64, f64, f64)> = (0..3)
         .map(|m| {

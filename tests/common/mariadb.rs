@@ -328,14 +328,7 @@ impl MariaDb {
 
     /// Resident memory of the server, from `/proc/<pid>/status`.
     pub fn rss_kb(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
-            .expect("read /proc/<pid>/status of mariadbd");
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().strip_suffix("kB"))
-            .and_then(|v| v.trim().parse().ok())
-            .expect("a VmRSS line in /proc/<pid>/status")
+        super::gcsd::rss_kb(self.pid())
     }
 
     /// `kill -9` (a crash, as far as the datadir is concerned), and reap it. No-op when stopped.

@@ -208,11 +208,7 @@ fn admin_slowloris() {
     wait_for("ready", WAIT, || {
         (g.http_get("/ready").0 == 200).then_some(())
     });
-    let rss = || -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", g.pid())).unwrap();
-        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-        line.split_whitespace().nth(1).unwrap().parse().unwrap()
-    };
+    let rss = || common::rss_kb(g.pid());
     let rss_before = rss();
     let mut rss_peak = 0;
     let idle: Vec<TcpStream> = (0..IDLE)

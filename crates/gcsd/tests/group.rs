@@ -425,13 +425,8 @@ fn large_snapshot_reaches_a_joiner(members: u64) {
         || (fresh.serverlist().rows.len() == total).then_some(()),
     );
     let took = started.elapsed();
-    let rss = std::fs::read_to_string(format!("/proc/{}/status", fresh.pid()))
-        .unwrap()
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .unwrap_or_default()
-        .to_owned();
+    let rss = common::rss_kb(fresh.pid());
     eprintln!(
-        "{total} servers (filled in {filled:?}) reached a new member {took:?} after its start ({rss})"
+        "{total} servers (filled in {filled:?}) reached a new member {took:?} after its start (RSS {rss} kB)"
     );
 }

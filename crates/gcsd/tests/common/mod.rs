@@ -70,6 +70,18 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
     }
 }
 
+/// Resident memory of process `pid` in kB, from `/proc/<pid>/status`.
+pub fn rss_kb(pid: i32) -> u64 {
+    let status =
+        std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/<pid>/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().strip_suffix("kB"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("a VmRSS line in /proc/<pid>/status")
+}
+
 /// One gcsd process and everything it owns.
 pub struct Gcsd {
     pub id: u64,
