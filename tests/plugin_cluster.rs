@@ -43,12 +43,27 @@ struct Cluster {
 
 impl Cluster {
     fn start() -> Self {
+        Self::start_over(false)
+    }
+
+    /// With `socket`, each server talks to its gcsd over gcsd's plugin socket, and gcsd takes
+    /// no change over TCP (`plugin_tcp_writes = false`).
+    fn start_over(socket: bool) -> Self {
         let started = Instant::now();
-        let gcsds = start_group(3, |m| m);
+        let gcsds = start_group(3, |m| match socket {
+            true => m
+                .with_plugin_socket()
+                .with_config("plugin_tcp_writes = false"),
+            false => m,
+        });
         let group_took = started.elapsed();
         let dbs: Vec<MariaDb> = gcsds
             .iter()
-            .map(|g| with_plugin(MariaDb::new(), g.plugin.port()).start())
+            .map(|g| match socket {
+                true => with_plugin_socket(MariaDb::new(), &g.socket_path()),
+                false => with_plugin(MariaDb::new(), g.plugin.port()),
+            })
+            .map(MariaDb::start)
             .collect();
         let last_started = Instant::now();
         eprintln!(
@@ -101,6 +116,29 @@ impl Cluster {
         })
         .1
     }
+}
+
+/// The packaged setup: the plugin on gcsd's Unix socket, TCP read-only. Each server checks
+/// that gcsd's uid serves the socket, and gcsd that the server's uid is allowed.
+#[test]
+fn every_server_lists_all_three_over_the_plugin_socket() {
+    let _turn = one_at_a_time();
+    let c = Cluster::start_over(true);
+    let all = [0, 1, 2];
+    c.wait_listed(&all, &all, LISTED_WITHIN);
+    assert_eq!(status_var(&c.dbs[0], "Isis2d_connected"), "ON");
+    assert_eq!(status_var(&c.dbs[0], "Isis2d_last_error"), "");
+    let socket = c.gcsds[0].socket_path();
+    assert_eq!(
+        c.dbs[0].query_one("SELECT @@isis2d_daemon_socket"),
+        socket.display().to_string()
+    );
+    // A server that stops leaves the list through the socket too.
+    let mut dbs = c.dbs;
+    let gone = dbs.remove(2);
+    drop(gone);
+    let c = Cluster { dbs, ..c };
+    c.wait_listed(&[0, 1], &[0, 1], GONE_WITHIN);
 }
 
 #[test]

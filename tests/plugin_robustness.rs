@@ -724,6 +724,59 @@ fn a_sidecar_answering_garbage_is_reported_and_harms_nothing() {
     );
 }
 
+/// A socket at isis2d_daemon_socket served by a process of another user (a squatter that got
+/// there first) is refused before anything is sent to it: ERRNO 1001 names its uid.
+#[test]
+fn a_socket_served_by_another_user_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let _turn = one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let socket = dir.path().join("plugin.sock");
+    let received = dir.path().join("received");
+    std::fs::write(&received, "").unwrap();
+    std::fs::set_permissions(&received, std::fs::Permissions::from_mode(0o666)).unwrap();
+    // The squatter: uid 65534, writing whatever it is sent to `received`.
+    let mut squatter = std::process::Command::new("socat")
+        .arg("-u")
+        .arg(format!("UNIX-LISTEN:{},fork,mode=666", socket.display()))
+        .arg(format!("OPEN:{},append", received.display()))
+        .uid(65534)
+        .gid(65534)
+        .spawn()
+        .expect("run socat");
+    poll_until("the squatter's socket", Duration::from_secs(5), || {
+        socket
+            .exists()
+            .then_some(())
+            .ok_or_else(|| "not yet".to_owned())
+    });
+    let db = with_plugin_socket(MariaDb::new(), &socket).start();
+    let (rows, _) = wait_for_error_rows(&db, &[ERRNO_UNREACHABLE], |e| {
+        e.contains(&format!(
+            "unix:{} is served by a process of uid 65534, not gcsd's (uid 0)",
+            socket.display()
+        ))
+    });
+    assert_eq!(rows.len(), 1, "{}", show(&rows));
+    assert_eq!(status_var(&db, "Isis2d_connected"), "OFF");
+    let log = db.error_log();
+    assert_eq!(
+        log.matches("is served by a process of uid 65534").count(),
+        1,
+        "one log line, not one per retry:\n{log}"
+    );
+    squatter.kill().ok();
+    squatter.wait().ok();
+    assert_eq!(
+        std::fs::read_to_string(&received).unwrap(),
+        "",
+        "nothing is sent to the squatter"
+    );
+    assert_no_crash(&db);
+}
+
 #[test]
 fn a_sidecar_answering_slowly_is_reported_and_harms_nothing() {
     let _turn = one_at_a_time();

@@ -14,7 +14,7 @@ use super::types::*;
 use super::{
     guarded, isis2d_deinit, isis2d_init, isis2is_deinit, isis2is_history_init, isis2is_init,
 };
-use isis2d::link::{Settings, Stats};
+use isis2d::link::{Daemon, Settings, Stats};
 
 // ---- services ----
 
@@ -31,6 +31,11 @@ pub static mut my_print_error_service: *mut c_void = std::ptr::without_provenanc
 
 static mut DAEMON_HOST: *mut c_char = null_mut();
 static mut DAEMON_PORT: c_uint = 2200;
+static mut DAEMON_SOCKET: *mut c_char = null_mut();
+/// `isis2d_daemon_uid`; this value (-1 as a uid_t, which no user has) means "root or the user
+/// this server runs as".
+const ANY_TRUSTED_UID: c_uint = c_uint::MAX;
+static mut DAEMON_UID: c_uint = ANY_TRUSTED_UID;
 static mut MYSQL_HOST: *mut c_char = null_mut();
 static mut MYSQL_PORT: c_uint = 0;
 /// `isis2d_mysql_role`, the one dynamic variable. The server writes the startup value into it
@@ -69,6 +74,27 @@ static mut SYSVAR_DAEMON_PORT: UintSysVar = UintSysVar {
     def_val: 2200,
     min_val: 1,
     max_val: 65535,
+    blk_sz: 0,
+};
+static mut SYSVAR_DAEMON_SOCKET: StrSysVar = StrSysVar {
+    header: header(
+        PLUGIN_VAR_STR | PLUGIN_VAR_READONLY,
+        c"daemon_socket",
+        c"Unix socket of the local gcsd (used instead of daemon_host and daemon_port when set)",
+    ),
+    value: &raw mut DAEMON_SOCKET,
+    def_val: null(),
+};
+static mut SYSVAR_DAEMON_UID: UintSysVar = UintSysVar {
+    header: header(
+        PLUGIN_VAR_INT | PLUGIN_VAR_UNSIGNED | PLUGIN_VAR_READONLY,
+        c"daemon_uid",
+        c"The uid gcsd runs as: a daemon_socket served by any other user is refused (default 4294967295: root or the user this server runs as)",
+    ),
+    value: &raw mut DAEMON_UID,
+    def_val: ANY_TRUSTED_UID,
+    min_val: 0,
+    max_val: ANY_TRUSTED_UID as _,
     blk_sz: 0,
 };
 static mut SYSVAR_MYSQL_HOST: StrSysVar = StrSysVar {
@@ -131,9 +157,11 @@ static mut SYSVAR_HEARTBEAT_MS: UintSysVar = UintSysVar {
     blk_sz: 0,
 };
 
-static mut ISIS2D_SYSVARS: [*mut c_void; 7] = [
+static mut ISIS2D_SYSVARS: [*mut c_void; 9] = [
     &raw mut SYSVAR_DAEMON_HOST as *mut c_void,
     &raw mut SYSVAR_DAEMON_PORT as *mut c_void,
+    &raw mut SYSVAR_DAEMON_SOCKET as *mut c_void,
+    &raw mut SYSVAR_DAEMON_UID as *mut c_void,
     &raw mut SYSVAR_MYSQL_HOST as *mut c_void,
     &raw mut SYSVAR_MYSQL_PORT as *mut c_void,
     &raw mut SYSVAR_ROLE as *mut c_void,
@@ -145,18 +173,21 @@ static mut ISIS2D_SYSVARS: [*mut c_void; 7] = [
 pub(super) fn settings((host, port): (String, u32)) -> Result<Settings, String> {
     // SAFETY: these variables are read-only: the server set them before calling init and
     // does not change them while the plugin is installed. String values are NUL-terminated.
-    let (daemon_host, daemon_port, mysql_host, mysql_port, heartbeat_ms) = unsafe {
+    let (daemon_host, daemon_port, daemon_socket, daemon_uid, mysql_host, mysql_port) = unsafe {
         let text = |p: *mut c_char| {
             (!p.is_null()).then(|| CStr::from_ptr(p).to_string_lossy().into_owned())
         };
         (
             text(DAEMON_HOST),
             DAEMON_PORT,
+            text(DAEMON_SOCKET).filter(|s| !s.is_empty()),
+            DAEMON_UID,
             text(MYSQL_HOST),
             MYSQL_PORT,
-            HEARTBEAT_MS,
         )
     };
+    // SAFETY: as above.
+    let heartbeat_ms = unsafe { HEARTBEAT_MS };
     let daemon_host = daemon_host.unwrap_or_else(|| "127.0.0.1".into());
     let mysql_host = mysql_host.filter(|h| !h.is_empty()).unwrap_or(host);
     let mysql_port = if mysql_port == 0 { port } else { mysql_port };
@@ -169,21 +200,46 @@ pub(super) fn settings((host, port): (String, u32)) -> Result<Settings, String> 
     if mysql_port == 0 {
         return Err("this server has no TCP port; set isis2d_mysql_port".into());
     }
-    // The link never resolves a name: a DNS lookup could block the plugin's thread (and an
-    // INSTALL or a shutdown waiting for it) for as long as the resolver likes.
-    let daemon = match daemon_host.parse::<std::net::IpAddr>() {
-        Ok(ip) => std::net::SocketAddr::new(ip, daemon_port as u16).to_string(),
-        Err(_) => {
-            return Err(format!(
-                "isis2d_daemon_host {daemon_host:?} must be an IP address such as 127.0.0.1 (the plugin does not resolve host names)"
-            ))
-        }
+    let daemon = match daemon_socket {
+        Some(path) => unix_daemon(path, daemon_uid)?,
+        // The link never resolves a name: a DNS lookup could block the plugin's thread (and
+        // an INSTALL or a shutdown waiting for it) for as long as the resolver likes.
+        None => match daemon_host.parse::<std::net::IpAddr>() {
+            Ok(ip) => Daemon::Tcp(std::net::SocketAddr::new(ip, daemon_port as u16)),
+            Err(_) => {
+                return Err(format!(
+                    "isis2d_daemon_host {daemon_host:?} must be an IP address such as 127.0.0.1 (the plugin does not resolve host names)"
+                ))
+            }
+        },
     };
     Ok(Settings {
         daemon,
         server: ServerKey::new(mysql_host, mysql_port.to_string()),
         heartbeat: Duration::from_millis(u64::from(heartbeat_ms)),
     })
+}
+
+/// gcsd on the Unix socket `path`, served by `uid` (or, by default, by root or this server's
+/// own user).
+fn unix_daemon(path: String, uid: c_uint) -> Result<Daemon, String> {
+    let path = std::path::PathBuf::from(path);
+    if !path.is_absolute() {
+        return Err(format!(
+            "isis2d_daemon_socket {:?} must be an absolute path",
+            path.display()
+        ));
+    }
+    let uids = if uid == ANY_TRUSTED_UID {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let own = unsafe { libc::geteuid() };
+        let mut uids = vec![0, own];
+        uids.dedup();
+        uids
+    } else {
+        vec![uid]
+    };
+    Ok(Daemon::Unix { path, uids })
 }
 
 /// `SET GLOBAL isis2d_mysql_role`: the server has checked the new value (an index into

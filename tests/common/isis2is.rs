@@ -249,6 +249,14 @@ pub fn with_plugin(db: MariaDb, daemon_port: u16) -> MariaDb {
         .with_option("--isis2d-mysql-host=127.0.0.1")
 }
 
+/// The options that load both plugins at start and point isis2d at gcsd's Unix socket
+/// `socket`, announcing the server as `127.0.0.1 <its port>`.
+pub fn with_plugin_socket(db: MariaDb, socket: &std::path::Path) -> MariaDb {
+    db.with_option(format!("--plugin-load-add={PLUGIN_SONAME}"))
+        .with_option(format!("--isis2d-daemon-socket={}", socket.display()))
+        .with_option("--isis2d-mysql-host=127.0.0.1")
+}
+
 /// Lines of a server's error log that show a crash or a failed assertion.
 pub fn crash_lines(log: &str) -> Vec<&str> {
     log.lines()

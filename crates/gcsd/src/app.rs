@@ -8,9 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::admin::token::AdminToken;
 use crate::config::Config;
@@ -33,6 +31,21 @@ pub async fn run(cfg: Config, token: AdminToken) -> anyhow::Result<()> {
     // Bind every port first, so a port conflict fails before the group is opened or joined.
     let plugin_listener = plugin_port::bind(&cfg.plugin_listen)
         .with_context(|| format!("cannot listen on plugin_listen {}", cfg.plugin_listen))?;
+    let plugin_socket = match &cfg.plugin_socket {
+        Some(path) => Some((
+            plugin_port::bind_unix(path)
+                .with_context(|| format!("cannot listen on plugin_socket {}", path.display()))?,
+            plugin_port::SocketFile(path.clone()),
+        )),
+        None => None,
+    };
+    if !cfg.plugin_on_loopback() && cfg.plugin_tcp_writes {
+        tracing::warn!(
+            plugin = %cfg.plugin_listen,
+            "insecure_plugin_listen: whoever reaches the plugin port can register, change and \
+             remove servers (use plugin_socket and plugin_tcp_writes = false)"
+        );
+    }
     let admin_listener = TcpListener::bind(&cfg.admin_listen)
         .await
         .with_context(|| format!("cannot listen on admin_listen {}", cfg.admin_listen))?;
@@ -103,18 +116,34 @@ pub async fn run(cfg: Config, token: AdminToken) -> anyhow::Result<()> {
             shutdown.clone(),
         ));
     }
-    let port = Arc::new(plugin_port::PluginPort {
-        group: group.clone(),
+    let rules = plugin_port::Rules {
+        max_connections: cfg.max_plugin_connections,
+        max_subscribers: cfg.max_plugin_subscribers,
+        idle_timeout: Duration::from_secs(cfg.plugin_idle_timeout_secs),
+        commands_per_sec: cfg.plugin_commands_per_sec,
+        tcp_writes: cfg.plugin_tcp_writes,
+        allowed_uids: cfg.plugin_allowed_uids(),
+    };
+    let port = Arc::new(plugin_port::PluginPort::new(
+        group.clone(),
         local,
         probes,
-        connections: Arc::new(Semaphore::new(cfg.max_plugin_connections)),
-        max_connections: cfg.max_plugin_connections,
-        idle_timeout: Duration::from_secs(cfg.plugin_idle_timeout_secs),
-        shutdown: shutdown.clone(),
-        tasks: TaskTracker::new(),
-        rendered: plugin_port::Rendered::default(),
+        rules,
+        shutdown.clone(),
+    ));
+    tokio::spawn(
+        port.clone()
+            .serve(plugin_port::Listener::Tcp(plugin_listener)),
+    );
+    let _socket_file = plugin_socket.map(|(listener, file)| {
+        tracing::info!(
+            socket = %file.0.display(),
+            allowed_uids = ?port.rules.allowed_uids,
+            "plugin socket"
+        );
+        tokio::spawn(port.clone().serve(plugin_port::Listener::Unix(listener)));
+        file
     });
-    tokio::spawn(port.clone().serve(plugin_listener));
     let admin = admin::router(
         admin::Admin {
             group: group.clone(),

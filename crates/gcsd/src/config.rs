@@ -27,8 +27,21 @@ node_id = 1
 # Where the Raft log, vote and snapshots are kept.
 data_dir = "/var/lib/gcsd"
 
-# The plugin port: the line protocol the isis2d plugin (and telnet) speaks.
+# The plugin port: the line protocol the isis2d plugin (and telnet) speaks, on TCP.
 plugin_listen = "127.0.0.1:2200"
+# Whether join, leave and heartbeat are taken on plugin_listen. With false they get errno 12
+# ("Not allowed on this transport") and only plugin_socket takes them; serverlist, subscribe,
+# history and quit keep working from telnet. Use false with plugin_socket.
+plugin_tcp_writes = true
+# A plugin_listen that is not loopback is refused while it takes writes (anyone who reaches it
+# could register, change or remove servers), unless this is true (a warning at every start).
+insecure_plugin_listen = false
+# The same protocol on a Unix socket (mode 0666), for the plugin (isis2d_daemon_socket): gcsd
+# serves only processes of plugin_allowed_uids (SO_PEERCRED); any other gets errno 12. Off
+# unless set.
+# plugin_socket = "/run/gcsd/plugin.sock"
+# Default: root, the user gcsd runs as, and the user "mysql" if /etc/passwd has one.
+# plugin_allowed_uids = [0, 106]
 # The member-to-member listener. Other members must reach this address.
 group_listen = "127.0.0.1:2300"
 # The address other members use for this one, when it differs from group_listen
@@ -94,8 +107,12 @@ snapshot_every_entries = 5000
 # sent, fsynced, answered): a member that was away past the purged log catches up this way.
 snapshot_send_timeout_ms = 10000
 
-# Plugin port limits.
+# Plugin port limits (TCP and Unix socket together). Each connection's commands are paced to
+# plugin_commands_per_sec on average (twice as many at once): beyond that they wait, they are
+# not refused. A plugin sends about two a second.
 max_plugin_connections = 10000
+max_plugin_subscribers = 1000
+plugin_commands_per_sec = 50
 plugin_idle_timeout_secs = 600
 
 # On SIGTERM: how long to wait for the clean leave and for connections to drain.
@@ -163,6 +180,10 @@ pub struct Config {
     pub name: Option<String>,
     pub data_dir: PathBuf,
     pub plugin_listen: String,
+    pub plugin_tcp_writes: bool,
+    pub insecure_plugin_listen: bool,
+    pub plugin_socket: Option<PathBuf>,
+    pub plugin_allowed_uids: Option<Vec<u32>>,
     pub group_listen: String,
     pub group_advertise: Option<String>,
     pub tls_ca_file: Option<PathBuf>,
@@ -188,6 +209,8 @@ pub struct Config {
     pub snapshot_every_entries: u64,
     pub snapshot_send_timeout_ms: u64,
     pub max_plugin_connections: usize,
+    pub max_plugin_subscribers: usize,
+    pub plugin_commands_per_sec: u32,
     pub plugin_idle_timeout_secs: u64,
     pub shutdown_grace_ms: u64,
     pub fence_after_ms: u64,
@@ -399,6 +422,10 @@ impl Default for Config {
             name: None,
             data_dir: PathBuf::from("/var/lib/gcsd"),
             plugin_listen: "127.0.0.1:2200".into(),
+            plugin_tcp_writes: true,
+            insecure_plugin_listen: false,
+            plugin_socket: None,
+            plugin_allowed_uids: None,
             group_listen: "127.0.0.1:2300".into(),
             group_advertise: None,
             tls_ca_file: None,
@@ -424,6 +451,8 @@ impl Default for Config {
             snapshot_every_entries: 5000,
             snapshot_send_timeout_ms: 10_000,
             max_plugin_connections: 10000,
+            max_plugin_subscribers: 1000,
+            plugin_commands_per_sec: 50,
             plugin_idle_timeout_secs: 600,
             shutdown_grace_ms: 2000,
             fence_after_ms: 500,
@@ -459,6 +488,9 @@ pub struct Cli {
     /// Plugin port (line protocol), IP:port.
     #[arg(long)]
     pub plugin_listen: Option<String>,
+    /// Plugin Unix socket (the plugin's isis2d_daemon_socket).
+    #[arg(long)]
+    pub plugin_socket: Option<PathBuf>,
     /// Member-to-member listener, IP:port.
     #[arg(long)]
     pub group_listen: Option<String>,
@@ -497,6 +529,15 @@ pub struct Cli {
     pub fence_after_ms: Option<u64>,
 }
 
+/// The uid of `user` in the text of /etc/passwd.
+fn passwd_uid(passwd: &str, user: &str) -> Option<u32> {
+    passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        (fields.next()? == user).then_some(())?;
+        fields.nth(1)?.parse().ok()
+    })
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
@@ -530,6 +571,7 @@ impl Config {
             name,
             data_dir,
             plugin_listen,
+            plugin_socket,
             group_listen,
             group_advertise,
             admin_listen,
@@ -598,6 +640,22 @@ impl Config {
                 self.group_listen
             ));
         }
+        if !self.plugin_on_loopback() && self.plugin_tcp_writes && !self.insecure_plugin_listen {
+            problems.push(format!(
+                "plugin_listen {} is not loopback and takes join, leave and heartbeat from \
+                 whoever reaches it: listen on 127.0.0.1, or set plugin_tcp_writes = false (the \
+                 plugin then uses plugin_socket), or insecure_plugin_listen = true",
+                self.plugin_listen
+            ));
+        }
+        if let Some(socket) = &self.plugin_socket {
+            if !socket.is_absolute() {
+                problems.push(format!(
+                    "plugin_socket {:?} must be an absolute path",
+                    socket.display()
+                ));
+            }
+        }
         if let Some(join) = &self.join {
             if join.parse::<SocketAddr>().is_err() {
                 problems.push(format!("join {join:?} is not an IP:port address"));
@@ -635,6 +693,11 @@ impl Config {
             ("plugin_idle_timeout_secs", self.plugin_idle_timeout_secs),
             ("shutdown_grace_ms", self.shutdown_grace_ms),
             ("max_plugin_connections", self.max_plugin_connections as u64),
+            ("max_plugin_subscribers", self.max_plugin_subscribers as u64),
+            (
+                "plugin_commands_per_sec",
+                u64::from(self.plugin_commands_per_sec),
+            ),
         ] {
             if v == 0 {
                 problems.push(format!("{key} must be 1 or more"));
@@ -707,6 +770,27 @@ impl Config {
         })
     }
 
+    /// Who may use plugin_socket: as configured, or root, the user gcsd runs as and the user
+    /// `mysql` (the database server's) if /etc/passwd has one.
+    pub fn plugin_allowed_uids(&self) -> Vec<u32> {
+        if let Some(uids) = &self.plugin_allowed_uids {
+            return uids.clone();
+        }
+        let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+        let mut uids = vec![0, rustix::process::geteuid().as_raw()];
+        uids.extend(passwd_uid(&passwd, "mysql"));
+        uids.sort_unstable();
+        uids.dedup();
+        uids
+    }
+
+    /// Whether the plugin port is on a loopback address.
+    pub fn plugin_on_loopback(&self) -> bool {
+        self.plugin_listen
+            .parse::<SocketAddr>()
+            .is_ok_and(|a| a.ip().is_loopback())
+    }
+
     /// Whether the group listener is on a loopback address (one host: no peer can reach it).
     pub fn group_on_loopback(&self) -> bool {
         self.group_listen
@@ -772,6 +856,36 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The `mysql` user's uid, from /etc/passwd's text; other users and broken lines do not
+    /// match.
+    #[test]
+    fn passwd_uid_reads_the_users_line() {
+        let passwd = "root:x:0:0:root:/root:/bin/bash\nmysqlx:x:7:7::/:/bin/false\n\
+                      broken\nmysql:x:103:107:MariaDB:/nonexistent:/bin/false\n";
+        assert_eq!(passwd_uid(passwd, "mysql"), Some(103));
+        assert_eq!(passwd_uid(passwd, "root"), Some(0));
+        assert_eq!(passwd_uid(passwd, "gcsd"), None);
+        assert_eq!(passwd_uid("mysql:x:notanumber:1::/:/x\n", "mysql"), None);
+    }
+
+    /// A plugin port off loopback is refused while it takes writes, unless asked for.
+    #[test]
+    fn a_plugin_port_off_loopback_takes_no_writes_unless_asked() {
+        let off = |extra: &str| -> Result<(), ConfigError> {
+            let mut cfg: Config =
+                toml::from_str(&format!("plugin_listen = \"10.1.2.3:2200\"\n{extra}")).unwrap();
+            cfg.data_dir = std::env::temp_dir();
+            cfg.validate()
+        };
+        let err = off("").unwrap_err().to_string();
+        assert!(
+            err.contains("plugin_listen 10.1.2.3:2200 is not loopback"),
+            "{err}"
+        );
+        off("plugin_tcp_writes = false").unwrap();
+        off("insecure_plugin_listen = true").unwrap();
+    }
 
     #[test]
     fn sample_parses_to_the_defaults() {

@@ -31,7 +31,7 @@ pub struct Metrics {
     pub probe_seconds: Histogram,
     plugin_commands: Family<Labels, Counter>,
     plugin_connections: Gauge,
-    pub plugin_refused: Counter,
+    plugin_refused: Family<Labels, Counter>,
     group_refused: Family<Labels, Counter>,
     is_leader: Gauge,
     quorum: Gauge,
@@ -51,7 +51,7 @@ impl Metrics {
             probe_seconds: Histogram::new(exponential_buckets(0.0002, 2.0, 14)),
             plugin_commands: Family::default(),
             plugin_connections: Gauge::default(),
-            plugin_refused: Counter::default(),
+            plugin_refused: Family::default(),
             group_refused: Family::default(),
             is_leader: Gauge::default(),
             quorum: Gauge::default(),
@@ -92,7 +92,7 @@ impl Metrics {
         );
         m.registry.register(
             "plugin_refused",
-            "Plugin-port connections refused over the limit",
+            "Plugin-port connections and commands refused, by reason",
             m.plugin_refused.clone(),
         );
         m.registry.register(
@@ -136,6 +136,16 @@ impl Metrics {
     /// this peer may not make).
     pub fn group_refused(&self, reason: &'static str) {
         self.group_refused
+            .get_or_create(&vec![("reason", reason)])
+            .inc();
+    }
+
+    /// A plugin-port connection or command refused: `connections` (over
+    /// max_plugin_connections), `subscribers` (over max_plugin_subscribers), `uid` (a Unix-socket
+    /// peer not in plugin_allowed_uids), `transport` (a write over TCP with plugin_tcp_writes =
+    /// false).
+    pub fn plugin_refused(&self, reason: &'static str) {
+        self.plugin_refused
             .get_or_create(&vec![("reason", reason)])
             .inc();
     }

@@ -1,9 +1,13 @@
-//! The plugin port: the Isis2 line protocol on TCP, for the isis2d plugin and for telnet.
+//! The plugin port: the Isis2 line protocol on TCP, for the isis2d plugin and for telnet, and
+//! on a Unix socket, where gcsd knows who the peer is (`SO_PEERCRED`) and serves only the users
+//! it allows.
 //!
 //! One task per connection. Input is framed by `proto::LineBuffer` with a hard bound, so no
-//! input can grow memory; connections are capped, idle ones are closed, and a client that stops
-//! reading is dropped after a write timeout rather than holding a task forever.
+//! input can grow memory; connections and subscribers are capped, each connection's commands
+//! are paced, idle ones are closed, and a client that stops reading is dropped after a write
+//! timeout rather than holding a task forever.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,41 +15,138 @@ use proto::{
     block_of, version_reply_text, Command, Errno, LineBuffer, Reply, ServerKey, MAX_LINE,
     SERVERLIST_VERSION,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpSocket, UnixListener};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::group::{Group, ServerListView};
 use crate::local_servers::{HeartbeatOutcome, LocalServers};
 use crate::probe::Probes;
+use crate::warn_limit::WarnLimiter;
 use crate::wire::ProposeError;
 
 /// A client that does not take a reply within this time is dropped.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
+type Reader = Box<dyn AsyncRead + Send + Unpin>;
+type Writer = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// Where plugin connections come from.
+pub enum Listener {
+    /// The Isis2 TCP port (`plugin_listen`).
+    Tcp(TcpListener),
+    /// The Unix socket (`plugin_socket`).
+    Unix(UnixListener),
+}
+
+/// How a connection reached gcsd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Transport {
+    Tcp,
+    /// The Unix socket, from a process of this uid.
+    Unix {
+        uid: u32,
+    },
+}
+
+impl Listener {
+    /// The next connection, split, with how it came and who it is (for the log).
+    async fn accept(&self) -> std::io::Result<(Reader, Writer, Transport, String)> {
+        match self {
+            Listener::Tcp(l) => {
+                let (stream, peer) = l.accept().await?;
+                let (r, w) = stream.into_split();
+                Ok((Box::new(r), Box::new(w), Transport::Tcp, peer.to_string()))
+            }
+            Listener::Unix(l) => {
+                let (stream, _) = l.accept().await?;
+                let cred = stream.peer_cred()?;
+                let (uid, pid) = (cred.uid(), cred.pid().unwrap_or(0));
+                let (r, w) = stream.into_split();
+                let peer = format!("uid {uid} pid {pid}");
+                Ok((Box::new(r), Box::new(w), Transport::Unix { uid }, peer))
+            }
+        }
+    }
+}
+
+/// Binds the plugin's Unix socket at `path`, mode 0666: who may use it is decided by its
+/// peer's uid, checked on every connection (so a refused user gets a reply that says why,
+/// rather than a bare "permission denied"). A socket left behind by a gcsd that died is
+/// replaced; one that another process still serves is not.
+pub fn bind_unix(path: &Path) -> anyhow::Result<UnixListener> {
+    use anyhow::{bail, Context};
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() => {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                bail!("another process serves it (is another gcsd running?)");
+            }
+            std::fs::remove_file(path)
+                .with_context(|| format!("cannot remove the stale socket {}", path.display()))?;
+        }
+        Ok(_) => bail!("it exists and is not a socket"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot look at {}", path.display())),
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.exists()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the directory {}", dir.display()))?;
+    }
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))
+        .with_context(|| format!("cannot chmod 0666 {}", path.display()))?;
+    Ok(listener)
+}
+
+/// Removes the plugin socket gcsd bound, when it stops.
+pub struct SocketFile(pub PathBuf);
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// The limits and rules of the plugin port, from the configuration.
+pub struct Rules {
+    pub max_connections: usize,
+    pub max_subscribers: usize,
+    pub idle_timeout: Duration,
+    /// Commands each connection may send per second, on average (a burst of twice as many is
+    /// served at once); beyond it they are served late, never refused.
+    pub commands_per_sec: u32,
+    /// Whether `join`, `leave` and `heartbeat` are taken over TCP.
+    pub tcp_writes: bool,
+    /// Who may use the Unix socket.
+    pub allowed_uids: Vec<u32>,
+}
+
 pub struct PluginPort {
     pub group: Arc<Group>,
     pub local: Arc<LocalServers>,
     pub probes: Arc<Probes>,
+    pub rules: Rules,
     /// One permit per open connection; all permits back means every connection has closed.
     pub connections: Arc<Semaphore>,
-    pub max_connections: usize,
-    pub idle_timeout: Duration,
+    /// One permit per subscriber.
+    pub subscribers: Arc<Semaphore>,
     pub shutdown: CancellationToken,
     /// Every connection's task, so that shutdown can wait for them to end.
     pub tasks: TaskTracker,
-    pub rendered: Rendered,
+    rendered: Rendered,
+    refused_uids: WarnLimiter,
 }
 
 /// How a connection ends.
 enum Next {
     Continue,
     Close,
-    /// Push serverlists of this version from now on.
-    Subscribe(u32),
+    /// Push serverlists of this version from now on, holding a subscriber's permit.
+    Subscribe(u32, OwnedSemaphorePermit),
 }
 
 /// Binds the plugin port with a deep accept queue: a burst of (re)connecting plugins, say after
@@ -65,13 +166,34 @@ pub fn bind(addr: &str) -> std::io::Result<TcpListener> {
 }
 
 impl PluginPort {
-    pub async fn serve(self: Arc<Self>, listener: TcpListener) {
+    pub fn new(
+        group: Arc<Group>,
+        local: Arc<LocalServers>,
+        probes: Arc<Probes>,
+        rules: Rules,
+        shutdown: CancellationToken,
+    ) -> Self {
+        PluginPort {
+            group,
+            local,
+            probes,
+            connections: Arc::new(Semaphore::new(rules.max_connections)),
+            subscribers: Arc::new(Semaphore::new(rules.max_subscribers)),
+            rules,
+            shutdown,
+            tasks: TaskTracker::new(),
+            rendered: Rendered::default(),
+            refused_uids: WarnLimiter::default(),
+        }
+    }
+
+    pub async fn serve(self: Arc<Self>, listener: Listener) {
         loop {
             let accepted = tokio::select! {
                 a = listener.accept() => a,
                 () = self.shutdown.cancelled() => return,
             };
-            let (stream, peer) = match accepted {
+            let (reader, writer, transport, peer) = match accepted {
                 Ok(a) => a,
                 Err(e) => {
                     tracing::warn!("plugin port cannot accept: {e}");
@@ -82,7 +204,10 @@ impl PluginPort {
             let port = self.clone();
             self.tasks.spawn(async move {
                 let mut servers = Vec::new();
-                if let Err(e) = port.connection(stream, &mut servers).await {
+                if let Err(e) = port
+                    .connection(reader, writer, transport, &mut servers)
+                    .await
+                {
                     tracing::debug!(%peer, "plugin connection ended: {e}");
                 }
                 // A server that did not say goodbye may have crashed: look at once.
@@ -96,28 +221,45 @@ impl PluginPort {
     }
 
     pub fn open_connections(&self) -> usize {
-        self.max_connections - self.connections.available_permits()
+        self.rules.max_connections - self.connections.available_permits()
     }
 
     /// Serves one connection; `servers` collects the servers it joined or sent heartbeats
     /// for, and did not leave.
     async fn connection(
         &self,
-        stream: TcpStream,
+        mut reader: Reader,
+        mut writer: Writer,
+        transport: Transport,
         servers: &mut Vec<ServerKey>,
     ) -> std::io::Result<()> {
-        let (mut reader, mut writer) = stream.into_split();
+        if let Transport::Unix { uid } = transport {
+            if !self.rules.allowed_uids.contains(&uid) {
+                self.group.metrics.plugin_refused("uid");
+                self.warn_refused_uid(uid);
+                return send(&mut writer, &Reply::uid_not_allowed(uid).to_line()).await;
+            }
+        }
         let Ok(_permit) = self.connections.clone().try_acquire_owned() else {
-            self.group.metrics.plugin_refused.inc();
-            let reply = Reply::too_many_connections(self.max_connections);
+            self.group.metrics.plugin_refused("connections");
+            let reply = Reply::too_many_connections(self.rules.max_connections);
             return send(&mut writer, &reply.to_line()).await;
         };
         let mut lines = LineBuffer::new(MAX_LINE);
+        let mut pace = Pace::new(self.rules.commands_per_sec, Instant::now());
         let mut buf = [0u8; 4096];
         loop {
             while let Some(line) = lines.next_line() {
+                if let Some(wait) = pace.take(Instant::now()) {
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        () = self.shutdown.cancelled() => {
+                            return send(&mut writer, &Reply::shutting_down().to_line()).await;
+                        }
+                    }
+                }
                 let next = match line {
-                    Ok(line) => self.command(&line, &mut writer, servers).await?,
+                    Ok(line) => self.command(&line, &mut writer, transport, servers).await?,
                     Err(too_long) => {
                         send(&mut writer, &Reply::from(&too_long).to_line()).await?;
                         Next::Close
@@ -126,13 +268,13 @@ impl PluginPort {
                 match next {
                     Next::Continue => {}
                     Next::Close => return Ok(()),
-                    Next::Subscribe(version) => {
-                        return self.push_serverlists(reader, writer, version).await
+                    Next::Subscribe(version, _subscriber) => {
+                        return self.push_serverlists(reader, writer, version).await;
                     }
                 }
             }
             let read = tokio::select! {
-                r = tokio::time::timeout(self.idle_timeout, reader.read(&mut buf)) => r,
+                r = tokio::time::timeout(self.rules.idle_timeout, reader.read(&mut buf)) => r,
                 () = self.shutdown.cancelled() => {
                     return send(&mut writer, &Reply::shutting_down().to_line()).await;
                 }
@@ -146,10 +288,23 @@ impl PluginPort {
         }
     }
 
+    /// One warning per refused uid per 10 s: a misconfigured plugin retries every second.
+    fn warn_refused_uid(&self, uid: u32) {
+        self.refused_uids.warn(|count| {
+            tracing::warn!(
+                uid,
+                allowed = ?self.rules.allowed_uids,
+                count,
+                "plugin socket: refused a process of a uid not in plugin_allowed_uids"
+            )
+        });
+    }
+
     async fn command(
         &self,
         line: &[u8],
-        writer: &mut OwnedWriteHalf,
+        writer: &mut Writer,
+        transport: Transport,
         servers: &mut Vec<ServerKey>,
     ) -> std::io::Result<Next> {
         let cmd = match Command::parse(line) {
@@ -162,6 +317,15 @@ impl PluginPort {
             }
         };
         self.group.metrics.plugin_command(cmd.verb().word());
+        let writes = matches!(
+            cmd,
+            Command::Join { .. } | Command::Leave { .. } | Command::Heartbeat { .. }
+        );
+        if writes && transport == Transport::Tcp && !self.rules.tcp_writes {
+            self.group.metrics.plugin_refused("transport");
+            send(writer, &Reply::not_on_this_transport().to_line()).await?;
+            return Ok(Next::Continue);
+        }
         match &cmd {
             Command::Join { server, .. } | Command::Heartbeat { server, .. }
                 if !servers.contains(server) =>
@@ -194,6 +358,12 @@ impl PluginPort {
                 return Ok(Next::Continue);
             }
             Command::Subscribe { version } => {
+                let Ok(permit) = self.subscribers.clone().try_acquire_owned() else {
+                    self.group.metrics.plugin_refused("subscribers");
+                    let reply = Reply::too_many_subscribers(self.rules.max_subscribers);
+                    send(writer, &reply.to_line()).await?;
+                    return Ok(Next::Close);
+                };
                 // A plain `subscribe` gets the Isis2 reply and rows; a versioned one is told
                 // which version it gets.
                 let reply = match version.min(SERVERLIST_VERSION) {
@@ -201,7 +371,7 @@ impl PluginPort {
                     v => Reply::new(Errno::Ok, version_reply_text(v)),
                 };
                 send(writer, &reply.to_line()).await?;
-                return Ok(Next::Subscribe(version.min(SERVERLIST_VERSION)));
+                return Ok(Next::Subscribe(version.min(SERVERLIST_VERSION), permit));
             }
             Command::History { since } => {
                 send(writer, &history_block(&self.group.state().pools, since)).await?;
@@ -220,8 +390,8 @@ impl PluginPort {
     /// notice the client closing; it is discarded.
     async fn push_serverlists(
         &self,
-        mut reader: tokio::net::tcp::OwnedReadHalf,
-        mut writer: OwnedWriteHalf,
+        mut reader: Reader,
+        mut writer: Writer,
         version: u32,
     ) -> std::io::Result<()> {
         let mut lists = self.group.serverlist();
@@ -303,7 +473,35 @@ impl Rendered {
     }
 }
 
-async fn send(writer: &mut OwnedWriteHalf, text: &str) -> std::io::Result<()> {
+/// A token bucket: `rate` commands a second on average, `2 × rate` at once.
+struct Pace {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    at: Instant,
+}
+
+impl Pace {
+    fn new(per_sec: u32, now: Instant) -> Self {
+        let rate = f64::from(per_sec);
+        Pace {
+            rate,
+            burst: 2.0 * rate,
+            tokens: 2.0 * rate,
+            at: now,
+        }
+    }
+
+    /// Takes one command's token; how long to wait before serving it, if at all.
+    fn take(&mut self, now: Instant) -> Option<Duration> {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst) - 1.0;
+        self.at = now;
+        (self.tokens < 0.0).then(|| Duration::from_secs_f64(-self.tokens / self.rate))
+    }
+}
+
+async fn send(writer: &mut Writer, text: &str) -> std::io::Result<()> {
     tokio::time::timeout(WRITE_TIMEOUT, writer.write_all(text.as_bytes()))
         .await
         .map_err(|_| std::io::Error::other("client did not read its reply in time"))?
@@ -347,6 +545,29 @@ mod tests {
         let second = rendered.block(&two, 2);
         assert!(!Arc::ptr_eq(&first, &second));
         assert!(second.contains("(b)"), "{second}");
+    }
+
+    /// The pace: a burst of twice the rate at once, then one command per 1/rate; idle time
+    /// refills the burst, never beyond it.
+    #[test]
+    fn commands_are_paced_by_a_token_bucket() {
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let mut pace = Pace::new(10, t0);
+        let burst: Vec<_> = (0..20).map(|_| pace.take(t0)).collect();
+        assert!(burst.iter().all(Option::is_none), "{burst:?}");
+        // The 21st waits one interval (100 ms), the 22nd two.
+        assert_eq!(pace.take(t0), Some(Duration::from_millis(100)));
+        assert_eq!(pace.take(t0), Some(Duration::from_millis(200)));
+        // Served when told: each next one waits its own interval, not more.
+        let wait = pace.take(ms(200)).unwrap();
+        assert!((wait.as_secs_f64() - 0.1).abs() < 1e-9, "{wait:?}");
+        // A long idle refills the burst, no more.
+        let mut idle = Pace::new(10, t0);
+        idle.take(t0);
+        let later = ms(60_000);
+        assert_eq!((0..20).filter(|_| idle.take(later).is_none()).count(), 20);
+        assert!(idle.take(later).is_some());
     }
 
     /// Each way a change can fail reaches the client under its own errno.

@@ -36,7 +36,7 @@ fn sample_config_is_valid_and_config_check_accepts_it() {
 fn bad_config_gets_one_clear_message_and_exit_64() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("gcsd.toml");
-    let cases: [(&str, &[&str]); 4] = [
+    let cases: [(&str, &[&str]); 5] = [
         ("node_idd = 2\n", &["unknown field `node_idd`", "gcsd.toml"]),
         (
             "voters = 2\nplugin_listen = \"localhost\"\n",
@@ -50,6 +50,14 @@ fn bad_config_gets_one_clear_message_and_exit_64() {
             &["member_timeout_ms (100) must be at least 3 raft heartbeats"],
         ),
         ("node_id = \"one\"\n", &["invalid type"]),
+        (
+            "plugin_listen = \"10.1.2.3:2200\"\nplugin_socket = \"run/plugin.sock\"\n",
+            &[
+                "plugin_listen 10.1.2.3:2200 is not loopback and takes join, leave and heartbeat",
+                "plugin_tcp_writes = false",
+                "plugin_socket \"run/plugin.sock\" must be an absolute path",
+            ],
+        ),
     ];
     for (toml, needles) in cases {
         std::fs::write(&path, toml).unwrap();
@@ -68,6 +76,31 @@ fn bad_config_gets_one_clear_message_and_exit_64() {
     let out = gcsd(&["--node-id", "0", "--config-check"]);
     assert_eq!(out.status.code(), Some(64));
     assert!(text(&out.stderr).contains("node_id must be 1 or more"));
+}
+
+/// A plugin socket that another gcsd serves is not taken over.
+#[test]
+fn plugin_socket_in_use_is_reported_and_exits_nonzero() {
+    let g = Gcsd::new(1).with_plugin_socket().start();
+    let socket = g.socket_path();
+    let out = gcsd(&[
+        "--plugin-listen",
+        &format!("127.0.0.1:{}", common::free_port()),
+        "--plugin-socket",
+        socket.to_str().unwrap(),
+        "--data-dir",
+        g.dir.path().join("other").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "cannot listen on plugin_socket {}: another process serves it",
+            socket.display()
+        )),
+        "{err}"
+    );
+    assert!(g.connect_unix().cmd("quit").starts_with("0 Bye"));
 }
 
 #[test]

@@ -384,7 +384,8 @@ fn large_snapshot_reaches_a_joiner(members: u64) {
     const PER_MEMBER: usize = 1000;
     let config = "server_ttl_secs = 3600\nsnapshot_every_entries = 2000\n\
                   raft_heartbeat_ms = 250\nelection_timeout_min_ms = 3000\n\
-                  election_timeout_max_ms = 6000\nmember_timeout_ms = 8000\n";
+                  election_timeout_max_ms = 6000\nmember_timeout_ms = 8000\n\
+                  plugin_commands_per_sec = 100000\n";
     let mut g = start_group(3, |m| m.with_config(config));
     for id in 4..=members {
         g.push(Gcsd::new(id).joining(&g[0]).with_config(config).start());

@@ -921,7 +921,10 @@ fn connections_over_the_limit_are_refused_with_errno_10() {
     let mut sixth = g.connect();
     assert_eq!(sixth.read_line(), refused);
     assert_eq!(sixth.read_to_close(), "");
-    assert_eq!(g.metric("gcsd_plugin_refused_total"), 1.0);
+    assert_eq!(
+        g.metric("gcsd_plugin_refused_total{reason=\"connections\"}"),
+        1.0
+    );
     // The five are still served.
     assert_eq!(held[4].cmd("join db-cap 3306 on master"), "0 OK\n");
     wait_for_rows_on(&mut held[4], &["db-cap 3306 on master"]);
@@ -945,7 +948,10 @@ fn connections_over_the_limit_are_refused_with_errno_10() {
     let mut over = g.connect();
     assert_eq!(over.read_line(), refused);
     assert_eq!(over.read_to_close(), "");
-    assert_eq!(g.metric("gcsd_plugin_refused_total"), 2.0);
+    assert_eq!(
+        g.metric("gcsd_plugin_refused_total{reason=\"connections\"}"),
+        2.0
+    );
 }
 
 #[test]
@@ -1167,8 +1173,8 @@ fn left_servers_stay_gone() {
 /// nothing; a listed server may still join again (a role change), and one that leaves makes room.
 #[test]
 fn the_servers_of_one_member_are_capped() {
-    // Long enough a TTL that none expires while the 1,000 are registered.
-    let g = started("server_ttl_secs = 600");
+    // Long enough a TTL that none expires while the 1,000 are registered; not paced.
+    let g = started("server_ttl_secs = 600\nplugin_commands_per_sec = 100000");
     let mut c = g.connect();
     for i in 0..1000 {
         assert_eq!(
@@ -1185,4 +1191,189 @@ fn the_servers_of_one_member_are_capped() {
     assert_eq!(c.cmd("join h7 3306 on master"), "0 OK\n");
     assert_eq!(c.cmd("leave h7 3306"), "0 OK\n");
     assert_eq!(c.cmd("join one-more 3306 on slave"), "0 OK\n");
+}
+
+// ---- the plugin socket, TCP writes, pacing and subscriber limits ----
+
+/// `mysql`'s uid on this machine (the MariaDB packages create the user).
+fn mysql_uid() -> u32 {
+    let out = std::process::Command::new("id")
+        .args(["-u", "mysql"])
+        .output()
+        .expect("run id");
+    assert!(out.status.success(), "no mysql user: run scripts/setup.sh");
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+/// Sends `input` to the Unix socket at `path` from a process of `uid`, and returns what came
+/// back until the connection closed.
+fn as_uid(uid: u32, path: &std::path::Path, input: &str) -> String {
+    use std::os::unix::process::CommandExt;
+    let mut child = std::process::Command::new("socat")
+        .args(["-t", "5", "-"])
+        .arg(format!("UNIX-CONNECT:{}", path.display()))
+        .uid(uid)
+        .gid(uid)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run socat");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+/// The plugin socket serves root and the database server's user (by default) and refuses any
+/// other uid with errno 12 before it reads a command.
+#[test]
+fn plugin_socket_serves_allowed_uids_only() {
+    let g = Gcsd::new(1)
+        .with_plugin_socket()
+        .with_config("server_ttl_secs = 60")
+        .start();
+    wait_for("a leader", WAIT, || g.leader());
+    let socket = g.socket_path();
+
+    let nobody = as_uid(65534, &socket, "join db-nobody 3306 on master\nquit\n");
+    assert_eq!(
+        nobody,
+        "12 Rejected: uid 65534 may not use this socket (gcsd's plugin_allowed_uids)\n"
+    );
+    assert_eq!(g.metric("gcsd_plugin_refused_total{reason=\"uid\"}"), 1.0);
+    assert!(g
+        .log()
+        .contains("refused a process of a uid not in plugin_allowed_uids"));
+
+    let mysql = as_uid(mysql_uid(), &socket, "join db-mysql 3306 on master\nquit\n");
+    assert_eq!(mysql, "0 OK\n0 Bye\n");
+    let mut root = g.connect_unix();
+    assert_eq!(root.cmd("join db-root 3306 on slave"), "0 OK\n");
+    wait_for_rows_on(
+        &mut root,
+        &["db-mysql 3306 on master", "db-root 3306 on slave"],
+    );
+}
+
+/// `plugin_allowed_uids` replaces the default: root alone here, so `mysql` is refused.
+#[test]
+fn plugin_allowed_uids_is_the_whole_list() {
+    let g = Gcsd::new(1)
+        .with_plugin_socket()
+        .with_config("plugin_allowed_uids = [0]")
+        .start();
+    let uid = mysql_uid();
+    assert_eq!(
+        as_uid(uid, &g.socket_path(), "serverlist\n"),
+        format!("12 Rejected: uid {uid} may not use this socket (gcsd's plugin_allowed_uids)\n")
+    );
+    assert!(g.connect_unix().cmd("quit").starts_with("0 Bye"));
+}
+
+/// With `plugin_tcp_writes = false`, TCP takes no join, leave or heartbeat (errno 12, nothing
+/// committed) but still serves the list; the socket takes them.
+#[test]
+fn tcp_writes_can_be_switched_off() {
+    let g = Gcsd::new(1)
+        .with_plugin_socket()
+        .with_config("plugin_tcp_writes = false\nserver_ttl_secs = 60")
+        .start();
+    wait_for("a leader", WAIT, || g.leader());
+    let refused = "12 Rejected: Not allowed on this transport: join, leave and heartbeat are \
+                   taken on gcsd's plugin_socket only (plugin_tcp_writes = false)\n";
+    let mut tcp = g.connect();
+    for line in [
+        "join db-tcp 3306 on master",
+        "heartbeat db-tcp 3306 on",
+        "leave db-sock 3306",
+    ] {
+        assert_eq!(tcp.cmd(line), refused, "{line}");
+    }
+    assert_eq!(
+        g.metric("gcsd_plugin_refused_total{reason=\"transport\"}"),
+        3.0
+    );
+
+    let mut socket = g.connect_unix();
+    assert_eq!(socket.cmd("join db-sock 3306 on master"), "0 OK\n");
+    wait_for_rows_on(&mut tcp, &["db-sock 3306 on master"]);
+    let mut sub = g.connect();
+    assert_eq!(sub.cmd("subscribe"), "0 OK\n");
+    let rows = sub.read_block().rows;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].server.to_string(), "db-sock 3306");
+    assert_eq!(tcp.cmd("quit"), "0 Bye\n");
+}
+
+/// A socket left by a gcsd that was killed is replaced at the next start; a clean stop
+/// removes it.
+#[test]
+fn a_stale_plugin_socket_is_replaced_and_a_clean_stop_removes_it() {
+    let mut g = Gcsd::new(1).with_plugin_socket().start();
+    g.kill9();
+    assert!(g.socket_path().exists(), "kill -9 leaves the socket behind");
+    g.launch();
+    assert!(g.connect_unix().cmd("quit").starts_with("0 Bye"));
+    assert!(g.terminate(WAIT).success());
+    assert!(!g.socket_path().exists(), "a clean stop removes the socket");
+}
+
+/// Each connection's commands are paced: a burst of twice the rate is served at once, the
+/// rest at the rate; the pacing is per connection.
+#[test]
+fn commands_are_paced_per_connection() {
+    let g = started("plugin_commands_per_sec = 20");
+    let mut c = g.connect();
+    // The readiness checks used other connections: this one starts with its full burst.
+    let start = Instant::now();
+    c.send("history\n".repeat(40 + 30).as_bytes());
+    for _ in 0..70 {
+        let line = c.read_line();
+        assert!(line.starts_with("0 "), "{line}");
+        // A history block of no entries is its header alone.
+    }
+    let paced = start.elapsed();
+    // 40 at once, then 30 at 20 a second: at least 1.5 s.
+    assert!(paced >= Duration::from_millis(1400), "{paced:?}");
+    // Another connection is not held back by the first one's pace.
+    let other = Instant::now();
+    assert!(g.cmd("history").starts_with("0 "));
+    assert!(
+        other.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        other.elapsed()
+    );
+}
+
+/// Subscribers beyond max_plugin_subscribers get errno 10 and are closed; the others go on.
+#[test]
+fn subscribers_over_the_limit_are_refused_with_errno_10() {
+    let g = started("max_plugin_subscribers = 2\nserver_ttl_secs = 60");
+    let mut subs: Vec<PluginClient> = (0..2)
+        .map(|_| {
+            let mut s = g.connect();
+            assert_eq!(s.cmd("subscribe"), "0 OK\n");
+            s.read_block();
+            s
+        })
+        .collect();
+    let mut third = g.connect();
+    assert_eq!(
+        third.cmd("subscribe"),
+        "10 Too many subscribers: at most 2 are served; try again later\n"
+    );
+    assert_eq!(third.read_to_close(), "");
+    assert_eq!(
+        g.metric("gcsd_plugin_refused_total{reason=\"subscribers\"}"),
+        1.0
+    );
+    assert_eq!(g.cmd("join db-subs 3306 on master"), "0 OK\n");
+    for s in &mut subs {
+        assert_eq!(s.read_block().rows.len(), 1);
+    }
 }

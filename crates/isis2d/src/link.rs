@@ -5,9 +5,16 @@
 //!
 //! Every socket operation has a short timeout and the stop flag is checked between them, so
 //! the thread ends within a bounded time whatever gcsd does (down, hung, slow, garbage).
+//!
+//! gcsd is reached over TCP (the Isis2 contract) or over a Unix socket. Over the socket the
+//! link first checks who serves it (`SO_PEERCRED`): a socket served by another user is a
+//! squatter, and nothing is sent to it.
 
+use std::fmt;
 use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -46,10 +53,30 @@ pub enum LogLevel {
     Error,
 }
 
+/// Where gcsd listens for the plugin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Daemon {
+    Tcp(SocketAddr),
+    /// A Unix socket, served only by a process of one of `uids`.
+    Unix {
+        path: PathBuf,
+        uids: Vec<u32>,
+    },
+}
+
+impl fmt::Display for Daemon {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Daemon::Tcp(addr) => write!(f, "{addr}"),
+            Daemon::Unix { path, .. } => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
 /// Where gcsd is and who this server is.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub daemon: String,
+    pub daemon: Daemon,
     pub server: ServerKey,
     pub heartbeat: Duration,
 }
@@ -117,7 +144,7 @@ pub struct Link {
     /// before the first list. Kept apart from the snapshot, which changes only with the list.
     confirmed: Mutex<Option<Instant>>,
     /// Clones of the open sockets, so `stop` can cut a blocked operation short.
-    sockets: Mutex<Vec<TcpStream>>,
+    sockets: Mutex<Vec<Stream>>,
     /// A problem was logged since the last "connected" note: the next connection says so.
     down_logged: AtomicBool,
 }
@@ -149,6 +176,15 @@ enum LinkError {
         proto::MAX_BLOCK_BYTES
     )]
     TooLarge { addr: String },
+    #[error(
+        "{addr} is served by a process of uid {uid}, not gcsd's (uid {expected}): nothing is sent \
+         to it (set isis2d_daemon_uid to gcsd's uid if that is gcsd)"
+    )]
+    Impostor {
+        addr: String,
+        uid: u32,
+        expected: String,
+    },
     #[error("gcsd at {addr} refused {command:?}: {reply}")]
     Refused {
         addr: String,
@@ -167,6 +203,7 @@ impl LinkError {
             LinkError::Garbage { .. } | LinkError::LineTooLong { .. } => "not the protocol",
             LinkError::TooLarge { .. } => "too large",
             LinkError::Refused { .. } => "refused",
+            LinkError::Impostor { .. } => "impostor",
         }
     }
 }
@@ -227,7 +264,7 @@ impl Link {
     /// Unblocks whatever socket operation the thread is in; it then ends at once.
     pub fn cut(&self) {
         for s in self.sockets.lock().drain(..) {
-            let _ = s.shutdown(std::net::Shutdown::Both);
+            s.shutdown();
         }
     }
 
@@ -274,29 +311,29 @@ impl Link {
     }
 
     fn connect(&self) -> Result<Conn, LinkError> {
-        let addr = &self.settings.daemon;
+        let addr = self.settings.daemon.to_string();
         let connect_error = |source| LinkError::Connect {
             addr: addr.clone(),
             source,
         };
-        let target = addr
-            .to_socket_addrs()
-            .map_err(connect_error)?
-            .next()
-            .ok_or_else(|| connect_error(std::io::ErrorKind::NotFound.into()))?;
-        let stream = TcpStream::connect_timeout(&target, CONNECT_TIMEOUT).map_err(connect_error)?;
-        stream.set_nodelay(true).ok();
-        stream
-            .set_read_timeout(Some(REPLY_TIMEOUT))
-            .map_err(connect_error)?;
-        stream
-            .set_write_timeout(Some(REPLY_TIMEOUT))
-            .map_err(connect_error)?;
+        let stream = Stream::connect(&self.settings.daemon).map_err(connect_error)?;
+        if let Daemon::Unix { uids, .. } = &self.settings.daemon {
+            let uid = stream.peer_uid().map_err(connect_error)?;
+            if !uids.contains(&uid) {
+                let expected: Vec<String> = uids.iter().map(u32::to_string).collect();
+                return Err(LinkError::Impostor {
+                    addr,
+                    uid,
+                    expected: expected.join(" or "),
+                });
+            }
+        }
+        stream.set_timeouts(REPLY_TIMEOUT).map_err(connect_error)?;
         if let Ok(clone) = stream.try_clone() {
             self.sockets.lock().push(clone);
         }
         Ok(Conn {
-            addr: addr.clone(),
+            addr,
             stream,
             lines: LineBuffer::new(proto::MAX_LINE),
         })
@@ -326,7 +363,7 @@ impl Link {
         let mut sub = self.connect()?;
         let version = sub.subscribe()?;
         sub.stream
-            .set_read_timeout(Some(POLL))
+            .set_read_timeout(POLL)
             .map_err(|source| cmd.io(source))?;
         self.stats.connected.store(true, Ordering::Relaxed);
         if self.down_logged.swap(false, Ordering::Relaxed) {
@@ -479,8 +516,7 @@ impl Link {
     /// `heartbeat ... stopping`, then `leave`, each with a short bound; best effort.
     fn goodbye(&self, cmd: &mut Conn) {
         let key = &self.settings.server;
-        cmd.stream.set_read_timeout(Some(GOODBYE_TIMEOUT)).ok();
-        cmd.stream.set_write_timeout(Some(GOODBYE_TIMEOUT)).ok();
+        cmd.stream.set_timeouts(GOODBYE_TIMEOUT).ok();
         let _ = cmd.request(&Command::Heartbeat {
             server: key.clone(),
             status: Status::Stopping,
@@ -491,10 +527,96 @@ impl Link {
     }
 }
 
+/// A connection to gcsd, over TCP or a Unix socket.
+enum Stream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Stream {
+    fn connect(daemon: &Daemon) -> std::io::Result<Stream> {
+        match daemon {
+            Daemon::Tcp(addr) => {
+                let stream = TcpStream::connect_timeout(addr, CONNECT_TIMEOUT)?;
+                stream.set_nodelay(true).ok();
+                Ok(Stream::Tcp(stream))
+            }
+            Daemon::Unix { path, .. } => {
+                use rustix::net::{sockopt, AddressFamily, SocketAddrUnix, SocketType};
+                // A Unix connect waits while the listener's queue is full (a hung gcsd), for
+                // as long as the send timeout allows: bound it like a TCP connect.
+                let fd = rustix::net::socket(AddressFamily::UNIX, SocketType::STREAM, None)?;
+                sockopt::set_socket_timeout(&fd, sockopt::Timeout::Send, Some(CONNECT_TIMEOUT))?;
+                rustix::net::connect(&fd, &SocketAddrUnix::new(path.as_path())?)?;
+                Ok(Stream::Unix(UnixStream::from(fd)))
+            }
+        }
+    }
+
+    /// The uid of the process that serves the socket (as it was when it called `listen`).
+    fn peer_uid(&self) -> std::io::Result<u32> {
+        match self {
+            Stream::Tcp(_) => Err(std::io::ErrorKind::Unsupported.into()),
+            Stream::Unix(s) => Ok(rustix::net::sockopt::socket_peercred(s)?.uid.as_raw()),
+        }
+    }
+
+    fn set_timeouts(&self, timeout: Duration) -> std::io::Result<()> {
+        self.set_read_timeout(timeout)?;
+        match self {
+            Stream::Tcp(s) => s.set_write_timeout(Some(timeout)),
+            Stream::Unix(s) => s.set_write_timeout(Some(timeout)),
+        }
+    }
+
+    fn set_read_timeout(&self, timeout: Duration) -> std::io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.set_read_timeout(Some(timeout)),
+            Stream::Unix(s) => s.set_read_timeout(Some(timeout)),
+        }
+    }
+
+    fn try_clone(&self) -> std::io::Result<Stream> {
+        Ok(match self {
+            Stream::Tcp(s) => Stream::Tcp(s.try_clone()?),
+            Stream::Unix(s) => Stream::Unix(s.try_clone()?),
+        })
+    }
+
+    fn shutdown(&self) {
+        let _ = match self {
+            Stream::Tcp(s) => s.shutdown(std::net::Shutdown::Both),
+            Stream::Unix(s) => s.shutdown(std::net::Shutdown::Both),
+        };
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.read(buf),
+            Stream::Unix(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.write(buf),
+            Stream::Unix(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// One connection to gcsd with its bounded line framing.
 struct Conn {
     addr: String,
-    stream: TcpStream,
+    stream: Stream,
     lines: LineBuffer,
 }
 

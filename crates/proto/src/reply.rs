@@ -81,6 +81,31 @@ impl Reply {
         Reply::new(Errno::Rejected, format!("Rejected: {why}"))
     }
 
+    /// Error 10, before the daemon closes a `subscribe` over its limit of `max` subscribers.
+    pub fn too_many_subscribers(max: usize) -> Self {
+        Reply::new(
+            Errno::TooManyConnections,
+            format!("Too many subscribers: at most {max} are served; try again later"),
+        )
+    }
+
+    /// Error 12: `join`, `leave` and `heartbeat` over TCP when gcsd takes them only on its
+    /// Unix socket (`plugin_tcp_writes = false`).
+    pub fn not_on_this_transport() -> Self {
+        Reply::rejected(
+            "Not allowed on this transport: join, leave and heartbeat are taken on gcsd's \
+             plugin_socket only (plugin_tcp_writes = false)",
+        )
+    }
+
+    /// Error 12, before the daemon closes a Unix-socket connection from a user it does not
+    /// serve.
+    pub fn uid_not_allowed(uid: u32) -> Self {
+        Reply::rejected(&format!(
+            "uid {uid} may not use this socket (gcsd's plugin_allowed_uids)"
+        ))
+    }
+
     /// Error 14: the group, or this member, lists the most servers it may.
     pub fn too_many_servers(why: &str) -> Self {
         Reply::new(Errno::TooManyServers, format!("Too many servers: {why}"))
