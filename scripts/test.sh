@@ -14,3 +14,7 @@ cargo test --workspace --locked
 # The group and partition suites once more with every member on mutual TLS (issue 10).
 GCSD_TEST_TLS=1 cargo test -p gcsd --locked --test group --test partition
 scripts/mtr.sh
+# Last: the crash-point tests need a gcsd built with its fault-injection feature (it replaces
+# target/debug/gcsd; the next plain build puts the normal one back).
+cargo clippy -p gcsd --all-targets --features fault-injection --locked -- -D warnings
+cargo test -p gcsd --features fault-injection --locked --test faults -- killed_at joiner_killed

@@ -1,12 +1,17 @@
 //! The wiring of one gcsd, and nothing else: bind the listeners, open the group, serve it,
 //! bootstrap it, spawn the plugin port and admin HTTP, wait for a signal or an admin shutdown,
 //! then leave and drain.
+//!
+//! Raft, the group listener and the group's duties run on their own runtime (`raft`), apart
+//! from the plugin port, admin HTTP, probes and load-balancer checks: a flood of local clients
+//! keeps this runtime's threads busy, not Raft's, which the kernel schedules beside them.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
+use tokio::runtime::Handle;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
@@ -16,7 +21,7 @@ use crate::wire::tls::Tls;
 use crate::wire::transport::{Tcp, Transport};
 use crate::{admin, agent, group, haproxy, lb, local_servers, metrics, plugin_port, probe, wire};
 
-pub async fn run(cfg: Config, token: AdminToken) -> anyhow::Result<()> {
+pub async fn run(cfg: Config, token: AdminToken, raft: Handle) -> anyhow::Result<()> {
     let cfg = Arc::new(cfg);
     // Every plugin connection is a descriptor: take the hard limit, not the default soft one.
     match rlimit::increase_nofile_limit(u64::MAX) {
@@ -79,17 +84,21 @@ pub async fn run(cfg: Config, token: AdminToken) -> anyhow::Result<()> {
             Arc::new(Tcp)
         }
     };
-    let group_listener = transport
-        .bind(&cfg.group_listen)
-        .await
-        .with_context(|| format!("cannot listen on group_listen {}", cfg.group_listen))?;
+    // Bound on the Raft runtime, whose threads then drive its I/O.
+    let group_listener = on(&raft, {
+        let (transport, addr) = (transport.clone(), cfg.group_listen.clone());
+        async move { transport.bind(&addr).await }
+    })
+    .await?
+    .with_context(|| format!("cannot listen on group_listen {}", cfg.group_listen))?;
 
     let metrics = Arc::new(metrics::Metrics::new());
-    let group = group::Group::open(cfg.clone(), metrics, transport).await?;
+    let group = on(&raft, group::Group::open(cfg.clone(), metrics, transport)).await??;
     let failed = storage_failure(group.clone());
     // Served before bootstrap: a joining member is only added once the leader can reach it.
-    tokio::spawn(wire::server::serve(group_listener, group.clone()));
-    group.bootstrap().await?;
+    raft.spawn(wire::server::serve(group_listener, group.clone()));
+    let bootstrapped = group.clone();
+    on(&raft, async move { bootstrapped.bootstrap().await }).await??;
     let local = local_servers::LocalServers::new(group.clone());
     tokio::spawn(local.clone().reconcile());
     let password = cfg.probe.password().map_err(anyhow::Error::msg)?;
@@ -204,6 +213,14 @@ pub async fn run(cfg: Config, token: AdminToken) -> anyhow::Result<()> {
     }
     tracing::info!("gcsd stopped");
     Ok(())
+}
+
+/// Runs `task` on the runtime `rt` (and whatever it spawns there too), and waits for it.
+async fn on<T: Send + 'static>(
+    rt: &Handle,
+    task: impl std::future::Future<Output = T> + Send + 'static,
+) -> anyhow::Result<T> {
+    rt.spawn(task).await.context("the Raft runtime stopped")
 }
 
 /// Raft stopped on a storage error (disk full, I/O error) or a panic: this member can take no

@@ -10,6 +10,7 @@ mod admin;
 mod agent;
 mod app;
 mod config;
+mod crash;
 mod group;
 mod haproxy;
 mod identity;
@@ -72,20 +73,22 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("gcsd: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    // Two runtimes: Raft and the group apart from the local clients (see app.rs).
+    let runtime = |name: &str| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name(name)
+            .enable_all()
+            .build()
+            .map_err(|e| eprintln!("gcsd: cannot start the {name} runtime: {e}"))
     };
-    let result = runtime.block_on(app::run(cfg, token));
+    let (Ok(main), Ok(raft)) = (runtime("gcsd-main"), runtime("gcsd-raft")) else {
+        return ExitCode::FAILURE;
+    };
+    let result = main.block_on(app::run(cfg, token, raft.handle().clone()));
     // Tasks still blocked on the broken storage must not hold the exit up.
-    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    main.shutdown_timeout(std::time::Duration::from_secs(1));
+    raft.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -25,6 +25,7 @@ use tokio_util::task::TaskTracker;
 use crate::group::{Group, ServerListView};
 use crate::local_servers::{HeartbeatOutcome, LocalServers};
 use crate::probe::Probes;
+use crate::state::GroupState;
 use crate::warn_limit::WarnLimiter;
 use crate::wire::ProposeError;
 
@@ -138,6 +139,8 @@ pub struct PluginPort {
     /// Every connection's task, so that shutdown can wait for them to end.
     pub tasks: TaskTracker,
     rendered: Rendered,
+    /// The current list and its blocks, for `serverlist` and a new subscriber's first list.
+    current: Current,
     refused_uids: WarnLimiter,
 }
 
@@ -183,6 +186,7 @@ impl PluginPort {
             shutdown,
             tasks: TaskTracker::new(),
             rendered: Rendered::default(),
+            current: Current::default(),
             refused_uids: WarnLimiter::default(),
         }
     }
@@ -354,7 +358,7 @@ impl PluginPort {
             },
             Command::Serverlist { version } => {
                 let version = version.min(SERVERLIST_VERSION);
-                send(writer, &block(&self.group.current_serverlist(), version)).await?;
+                send(writer, &self.current.block(&self.group, version)).await?;
                 return Ok(Next::Continue);
             }
             Command::Subscribe { version } => {
@@ -399,9 +403,9 @@ impl PluginPort {
         let mut sink = [0u8; 1024];
         // The first list is the current one (the published copy may lag by a tick); after that
         // each published change, except one that equals what this subscriber already has.
-        let first = self.group.current_serverlist();
-        send(&mut writer, &block(&first, version)).await?;
-        let mut sent = Arc::new(first);
+        let (first, text) = self.current.list_and_block(&self.group, version);
+        send(&mut writer, &text).await?;
+        let mut sent = first;
         loop {
             tokio::select! {
                 changed = lists.changed() => {
@@ -470,6 +474,45 @@ impl Rendered {
         blocks[slot]
             .get_or_insert_with(|| block(view, version).into())
             .clone()
+    }
+}
+
+/// The current list (the applied state, stale or not), built and rendered once per change
+/// whoever asks: a burst of `serverlist` requests costs one rendering, not one each.
+#[derive(Default)]
+struct Current {
+    list: parking_lot::Mutex<Option<CurrentList>>,
+    rendered: Rendered,
+}
+
+/// The state a list was built from, why it was stale then, and the list.
+type CurrentList = (Arc<GroupState>, Option<String>, Arc<ServerListView>);
+
+impl Current {
+    fn block(&self, group: &Group, version: u32) -> Arc<str> {
+        self.list_and_block(group, version).1
+    }
+
+    fn list_and_block(&self, group: &Group, version: u32) -> (Arc<ServerListView>, Arc<str>) {
+        let (state, stale) = (group.state(), group.quorum_problem());
+        let view = {
+            // Built under the lock: concurrent askers wait for one build, not build it each.
+            let mut list = self.list.lock();
+            match &*list {
+                Some((built_from, was_stale, view))
+                    if Arc::ptr_eq(built_from, &state) && *was_stale == stale =>
+                {
+                    view.clone()
+                }
+                _ => {
+                    let view = Arc::new(ServerListView::of(&state, stale.clone()));
+                    *list = Some((state, stale, view.clone()));
+                    view
+                }
+            }
+        };
+        let text = self.rendered.block(&view, version);
+        (view, text)
     }
 }
 

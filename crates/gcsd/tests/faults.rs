@@ -8,6 +8,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use common::history::History;
 use common::{start_group, wait_for, Gcsd};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -237,4 +238,244 @@ fn corrupted_store_is_refused_or_recovers_never_diverges() {
     eprintln!("corrupted stores: {refused} refused to start, {recovered} started and caught up");
     // The group went on throughout.
     assert_eq!(g[0].cmd("join after 3306 on slave"), "0 OK\n");
+}
+
+// ---- crash points and a slow disk (G3, G4, G5) ----
+
+/// Crash points where the victim builds a snapshot itself (it needs commits to get there),
+/// and where it installs one from the leader (it needs to have missed the purged log).
+#[cfg(feature = "fault-injection")]
+const BUILD_POINTS: [&str; 4] = [
+    "snapshot-built",
+    "snapshot-write-before-commit",
+    "snapshot-build-written",
+    "purge-marked",
+];
+#[cfg(feature = "fault-injection")]
+const INSTALL_POINTS: [&str; 2] = ["snapshot-received", "snapshot-install-written"];
+
+/// Waits until `m` has ended, committing changes through `via` meanwhile; panics unless it was
+/// killed by SIGKILL (its crash point) within `WAIT`.
+#[cfg(feature = "fault-injection")]
+fn commit_until_killed(
+    m: &mut Gcsd,
+    via: &Gcsd,
+    history: &mut History,
+    tag: &str,
+) -> std::process::ExitStatus {
+    use std::os::unix::process::ExitStatusExt;
+    let started = std::time::Instant::now();
+    let mut i = 0;
+    loop {
+        if let Some(status) = m.exited() {
+            assert_eq!(
+                status.signal(),
+                Some(9),
+                "member {} ended otherwise ({status}):\n{}",
+                m.id,
+                m.log()
+            );
+            return status;
+        }
+        assert!(
+            started.elapsed() < WAIT,
+            "member {} did not reach its crash point:\n{}",
+            m.id,
+            m.log()
+        );
+        history.send(via, &format!("join {tag}-{i} 3306 on slave"));
+        if i % 3 == 2 {
+            history.send(via, &format!("leave {tag}-{} 3306", i - 2));
+        }
+        i += 1;
+    }
+}
+
+/// A member killed (SIGKILL) at each point of building, persisting and installing a snapshot
+/// and of purging the log, `GCSD_FAULT_ROUNDS` times in all (default 12; 100 for the figures
+/// in bench/README.md): restarted, it starts, catches up and lists every acknowledged change;
+/// so does every other member at the end.
+#[cfg(feature = "fault-injection")]
+#[test]
+fn killed_at_each_snapshot_point_loses_nothing() {
+    let rounds: usize = std::env::var("GCSD_FAULT_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(12);
+    let config = "snapshot_every_entries = 20\nserver_ttl_secs = 3600\n";
+    let mut g = start_group(3, |m| m.with_config(config));
+    let mut history = History::default();
+    let points: Vec<(&str, bool)> = BUILD_POINTS
+        .iter()
+        .map(|p| (*p, false))
+        .chain(INSTALL_POINTS.iter().map(|p| (*p, true)))
+        .collect();
+    let started = std::time::Instant::now();
+    for round in 0..rounds {
+        let (point, install) = points[round % points.len()];
+        let leader = wait_for("a leader", WAIT, || g[0].leader().or_else(|| g[1].leader()));
+        let v = leader as usize % 3; // the member after the leader
+        let via = 3 - v - (leader as usize - 1); // the third one
+        let tag = format!("r{round}");
+        g[v].kill9();
+        if install {
+            // Away past a snapshot and the purge: it can only catch up by a snapshot.
+            for i in 0..50 {
+                history.send(&g[via], &format!("join {tag}-away-{i} 3306 on slave"));
+            }
+        }
+        g[v].env = vec![("GCSD_CRASH_AT".into(), point.into())];
+        g[v].launch();
+        let (victim, others) = split(&mut g, v);
+        commit_until_killed(
+            victim,
+            others[via - usize::from(via > v)],
+            &mut history,
+            &tag,
+        );
+        victim.env.clear();
+        victim.launch();
+        wait_for(
+            &format!("member {} caught up after {point}", v + 1),
+            WAIT,
+            || victim.leader().and_then(|_| history.check(victim).ok()),
+        );
+    }
+    for m in &g {
+        wait_for(&format!("every change at member {}", m.id), WAIT, || {
+            history.check(m).ok()
+        });
+    }
+    let (acked, unknown) = history.counts();
+    eprintln!(
+        "{rounds} crash rounds in {:?}: {acked} acknowledged changes all present, {unknown} unanswered",
+        started.elapsed()
+    );
+}
+
+/// `g[v]` and the others.
+#[cfg(feature = "fault-injection")]
+fn split(g: &mut [Gcsd], v: usize) -> (&mut Gcsd, Vec<&Gcsd>) {
+    let (before, rest) = g.split_at_mut(v);
+    let (victim, after) = rest.split_first_mut().unwrap();
+    (victim, before.iter().chain(after.iter()).collect())
+}
+
+/// A new member killed while it installs its first snapshot (after writing it, before using
+/// it) is a member of the group already: restarted, it gets the snapshot again and lists
+/// every acknowledged change.
+#[cfg(feature = "fault-injection")]
+#[test]
+fn a_joiner_killed_while_installing_its_first_snapshot_catches_up() {
+    let config = "snapshot_every_entries = 20\nserver_ttl_secs = 3600\n";
+    let g = start_group(3, |m| m.with_config(config));
+    let mut history = History::default();
+    for i in 0..60 {
+        history.send(&g[i % 3], &format!("join before-{i} 3306 on slave"));
+    }
+    let mut joiner = Gcsd::new(4).joining(&g[0]).with_config(config);
+    joiner.env = vec![("GCSD_CRASH_AT".into(), "snapshot-install-written".into())];
+    joiner.launch();
+    commit_until_killed(&mut joiner, &g[0], &mut history, "during");
+    joiner.env.clear();
+    joiner.launch();
+    wait_for("the joiner caught up", WAIT, || history.check(&joiner).ok());
+    for i in 0..10 {
+        history.send(&g[1], &format!("join after-{i} 3306 on slave"));
+    }
+    for m in g.iter().chain([&joiner]) {
+        wait_for(&format!("every change at member {}", m.id), WAIT, || {
+            history.check(m).ok()
+        });
+    }
+}
+
+/// A follower whose every fsync takes 150 ms (an LD_PRELOAD shim over fsync and fdatasync):
+/// the other two still commit at their own pace, the slow one keeps up in the end, and no
+/// acknowledged change is lost. openraft gives each AppendEntries one Raft heartbeat to be
+/// answered, fsync included, so the timing is the README's "slow links" one (300 ms): at the
+/// default 100 ms a member whose fsync takes longer cannot follow at all and is committed down.
+#[test]
+fn a_follower_with_a_slow_disk_holds_nobody_back_and_loses_nothing() {
+    let shim = slow_fsync_shim();
+    let config = "server_ttl_secs = 3600\nraft_heartbeat_ms = 300\n\
+                  election_timeout_min_ms = 1200\nelection_timeout_max_ms = 2400\n\
+                  member_timeout_ms = 3000\nfence_after_ms = 2000\n";
+    let g = start_group(3, |m| {
+        let mut m = m.with_config(config);
+        if m.id == 3 {
+            m.env = vec![
+                ("LD_PRELOAD".into(), shim.path.display().to_string()),
+                ("SLOW_FSYNC_MS".into(), "150".into()),
+            ];
+        }
+        m
+    });
+    assert_eq!(
+        g[0].leader(),
+        Some(1),
+        "member 1 founded the group and leads it"
+    );
+    let mut history = History::default();
+    let mut took = Vec::new();
+    for i in 0..100 {
+        let via = &g[i % 2]; // the leader and the fast follower
+        let start = std::time::Instant::now();
+        assert_eq!(
+            history.send(via, &format!("join slow-{i} 3306 on slave")),
+            "0 OK\n"
+        );
+        took.push(start.elapsed());
+    }
+    // Through the slow member itself: its forwarded changes commit too.
+    for i in 0..5 {
+        let line = format!("join slow-own-{i} 3306 on slave");
+        assert_eq!(history.send(&g[2], &line), "0 OK\n");
+    }
+    assert_eq!(history.send(&g[2], "leave slow-own-0 3306"), "0 OK\n");
+    for m in &g {
+        wait_for(&format!("every change at member {}", m.id), WAIT, || {
+            history.check(m).ok()
+        });
+    }
+    took.sort();
+    let (p50, p99) = (took[took.len() / 2], took[took.len() * 99 / 100]);
+    eprintln!("commits with one follower at 150 ms per fsync: p50 {p50:?}, p99 {p99:?}");
+    // One fsync of the slow member is 150 ms: a commit waiting for it would take that long.
+    assert!(
+        p50 < Duration::from_millis(150),
+        "commits wait for the slow follower: p50 {p50:?}"
+    );
+    assert!(
+        g[2].log().contains("slow fsync shim"),
+        "the shim was not loaded:\n{}",
+        g[2].log()
+    );
+}
+
+/// The LD_PRELOAD library that slows fsync and fdatasync down, built from
+/// tests/slow_fsync.c with the system's C compiler.
+struct Shim {
+    path: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+fn slow_fsync_shim() -> Shim {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("slow_fsync.so");
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/slow_fsync.c");
+    let out = Command::new("cc")
+        .args(["-shared", "-fPIC", "-O2", "-o"])
+        .arg(&path)
+        .arg(&source)
+        .arg("-ldl")
+        .output()
+        .expect("run cc");
+    assert!(
+        out.status.success(),
+        "cc {}: {}",
+        source.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Shim { path, _dir: dir }
 }

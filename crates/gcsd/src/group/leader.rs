@@ -100,12 +100,20 @@ impl Group {
                 .elapsed();
             let state = self.state();
             for duty in duties(&view, self.me, &state, &self.heard(), leading_for, rules) {
-                self.carry_out(duty).await;
+                self.carry_out(duty, view.term).await;
             }
         }
     }
 
-    async fn carry_out(&self, duty: Duty) {
+    /// Carries out a duty decided as leader in `term`. A decision is committed by this member
+    /// only while it still leads in that term, never forwarded: a leader deposed meanwhile
+    /// (cut off, then healed) judged silence by what it could not hear, and its new leader
+    /// must not commit that.
+    async fn carry_out(&self, duty: Duty, term: u64) {
+        let now = self.raft_view();
+        if !now.is_leader(self.me) || now.term != term {
+            return;
+        }
         match duty {
             Duty::MarkDown { member, silent } => {
                 tracing::warn!(
@@ -118,7 +126,7 @@ impl Group {
                     reason: DownReason::Timeout,
                     at: Utc::now(),
                 };
-                if let Err(e) = self.propose(cmd).await {
+                if let Err(e) = self.propose_here(cmd).await {
                     tracing::warn!(member, "could not commit member down: {e}");
                 }
             }

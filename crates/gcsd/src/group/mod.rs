@@ -49,6 +49,15 @@ pub struct ServerListView {
 }
 
 impl ServerListView {
+    /// The list of `state`; `stale` says why this member cannot commit, if it cannot.
+    pub fn of(state: &GroupState, stale: Option<String>) -> Self {
+        ServerListView {
+            rows: state.server_rows(),
+            rows_v2: state.server_rows_v2(),
+            stale,
+        }
+    }
+
     /// The rows of serverlist `version`.
     pub fn rows(&self, version: u32) -> &[ServerRow] {
         if version >= 2 {
@@ -191,12 +200,7 @@ impl Group {
 
     /// The serverlist as of now, including every change this member has applied.
     pub fn current_serverlist(&self) -> ServerListView {
-        let state = self.state();
-        ServerListView {
-            rows: state.server_rows(),
-            rows_v2: state.server_rows_v2(),
-            stale: self.quorum_problem(),
-        }
+        ServerListView::of(&self.state(), self.quorum_problem())
     }
 
     /// What this member knows of the group, to authorize a peer's request by.

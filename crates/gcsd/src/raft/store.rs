@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::{Entry, MemberNode, TypeConfig};
+use crate::crash::{self, Point};
 use crate::state::{Applied, GroupState, MemberId};
 
 const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
@@ -160,6 +161,9 @@ fn write_meta(db: &Database, key: &str, bytes: &[u8]) -> StorageResult<()> {
         .map_err(write_error)?
         .insert(key, bytes)
         .map_err(write_error)?;
+    if key == KEY_SNAPSHOT {
+        crash::at(Point::SnapshotWriteBeforeCommit);
+    }
     txn.commit().map_err(write_error)
 }
 
@@ -295,6 +299,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn purge(&mut self, log_id: LogId<MemberId>) -> StorageResult<()> {
         put_meta(&self.db, KEY_PURGED, &log_id).await?;
+        crash::at(Point::PurgeMarked);
         self.delete(..=log_id.index).await
     }
 }
@@ -382,7 +387,9 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             last.map_or(0, |l| l.leader_id.term),
             last.map_or(0, |l| l.index)
         );
+        crash::at(Point::SnapshotBuilt);
         let snap = put_large_meta(&self.db, KEY_SNAPSHOT, self.snap.clone()).await?;
+        crash::at(Point::SnapshotBuildWritten);
         Ok(snap.to_snapshot())
     }
 }
@@ -456,7 +463,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             meta: meta.clone(),
             state: *snapshot,
         };
+        crash::at(Point::SnapshotReceived);
         let snap = put_large_meta(&self.db, KEY_SNAPSHOT, snap).await?;
+        crash::at(Point::SnapshotInstallWritten);
         tracing::info!(
             up_to = snap.meta.last_log_id.map_or(0, |l| l.index),
             servers = snap.state.servers.len(),

@@ -13,6 +13,7 @@ use proto::{BlockReader, ServerList};
 use serde_json::Value;
 
 pub mod certs;
+pub mod history;
 pub mod netns;
 
 /// The `gcsd` binary under test. Cargo names it at compile time for gcsd's own tests; other
@@ -98,6 +99,8 @@ pub struct Gcsd {
     /// Mutual TLS between members (a certificate from the test CA); on for every member when
     /// GCSD_TEST_TLS=1, so that any suite can run over TLS unchanged.
     pub tls: bool,
+    /// Extra environment for the process (a crash point, LD_PRELOAD), at every launch.
+    pub env: Vec<(String, String)>,
     child: Option<Child>,
 }
 
@@ -130,6 +133,7 @@ impl Gcsd {
             join: None,
             extra_config: String::new(),
             tls: std::env::var("GCSD_TEST_TLS").is_ok_and(|v| v == "1"),
+            env: Vec::new(),
             child: None,
         }
     }
@@ -232,6 +236,7 @@ impl Gcsd {
         cmd.arg("--config")
             .arg(self.config_path())
             .env("RUST_LOG", "info,openraft=off")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log);
