@@ -237,18 +237,19 @@ impl PluginPort {
         transport: Transport,
         servers: &mut Vec<ServerKey>,
     ) -> std::io::Result<()> {
-        if let Transport::Unix { uid } = transport {
-            if !self.rules.allowed_uids.contains(&uid) {
-                self.group.metrics.plugin_refused("uid");
-                self.warn_refused_uid(uid);
-                return send(&mut writer, &Reply::uid_not_allowed(uid).to_line()).await;
-            }
-        }
         let Ok(_permit) = self.connections.clone().try_acquire_owned() else {
             self.group.metrics.plugin_refused("connections");
             let reply = Reply::too_many_connections(self.rules.max_connections);
             return send(&mut writer, &reply.to_line()).await;
         };
+        if let Transport::Unix { uid } = transport {
+            if !self.rules.allowed_uids.contains(&uid) {
+                self.group.metrics.plugin_refused("uid");
+                self.warn_refused_uid(uid);
+                let reply = Reply::uid_not_allowed(uid).to_line();
+                return refuse(&mut reader, &mut writer, &reply).await;
+            }
+        }
         let mut lines = LineBuffer::new(MAX_LINE);
         let mut pace = Pace::new(self.rules.commands_per_sec, Instant::now());
         let mut buf = [0u8; 4096];
@@ -514,6 +515,18 @@ impl Current {
         let text = self.rendered.block(&view, version);
         (view, text)
     }
+}
+
+/// Sends `reply`, then reads and drops what the client sent meanwhile (for at most a second)
+/// before closing: a client whose unread command is still queued here would otherwise see its
+/// next write fail and never read why it was refused.
+async fn refuse(reader: &mut Reader, writer: &mut Writer, reply: &str) -> std::io::Result<()> {
+    send(writer, reply).await?;
+    writer.shutdown().await.ok();
+    let mut sink = [0u8; 1024];
+    let drain = async { while reader.read(&mut sink).await.is_ok_and(|n| n > 0) {} };
+    let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
+    Ok(())
 }
 
 /// A token bucket: `rate` commands a second on average, `2 × rate` at once.

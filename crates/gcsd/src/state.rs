@@ -922,17 +922,48 @@ mod tests {
     }
 }
 
-/// The checks the fuzz targets make on the plugin port's and the pool's inputs, made here on the
-/// state machine itself (gcsd is a binary, out of cargo-fuzz's reach): any sequence of
-/// commands, sensible or hostile, applies deterministically, every row it lists prints and reads
-/// back as itself, and the state's snapshot reads back as itself.
+/// The check of the `state_apply` fuzz target (which compiles this file into itself) and of the
+/// property test below: `data` read as the commands a log carries (a JSON array) applies
+/// deterministically, whatever it holds; every row the state lists prints and reads back as
+/// itself; the state's snapshot reads back as itself. Input that is not such an array is
+/// ignored.
+#[cfg(any(test, fuzzing))]
+pub fn check_commands(data: &[u8]) {
+    let Ok(commands) = serde_json::from_slice::<Vec<Command>>(data) else {
+        return;
+    };
+    let (mut one, mut other) = (GroupState::default(), GroupState::default());
+    for cmd in &commands {
+        assert_eq!(one.apply(cmd), other.apply(cmd), "{cmd:?}");
+    }
+    assert_eq!(one, other);
+    for row in one.server_rows().into_iter().chain(one.server_rows_v2()) {
+        assert_eq!(ServerRow::parse(&row.to_line()), Ok(row));
+    }
+    let snapshot = serde_json::to_vec(&one).expect("a state serializes");
+    let back: GroupState = serde_json::from_slice(&snapshot).expect("a snapshot reads back");
+    assert_eq!(back, one);
+}
+
+/// [`check_commands`] over generated command sequences, sensible or hostile, and the group
+/// wire's decoding of any bytes (gcsd's wire is out of cargo-fuzz's reach: it needs the rest
+/// of gcsd).
 #[cfg(test)]
 mod properties {
     use chrono::DateTime;
     use proptest::prelude::*;
-    use proto::{Role, ServerKey, ServerRow, Status};
+    use proto::{Role, ServerKey, Status};
 
-    use super::{Command, DownReason, GroupState, MemberId};
+    use super::{Command, DownReason, MemberId};
+
+    /// The fuzz target's committed seed is a log's worth of commands.
+    #[test]
+    fn the_fuzz_seed_is_commands() {
+        let seed = include_bytes!("../../../fuzz/corpus/state_apply/seed1");
+        let commands: Vec<Command> = serde_json::from_slice(seed).unwrap();
+        assert_eq!(commands.len(), 7);
+        super::check_commands(seed);
+    }
 
     fn text() -> impl Strategy<Value = String> {
         prop_oneof![
@@ -995,18 +1026,13 @@ mod properties {
         fn any_commands_apply_deterministically_and_list_only_valid_rows(
             commands in proptest::collection::vec(command(), 0..40),
         ) {
-            let mut one = GroupState::default();
-            let mut other = GroupState::default();
-            for cmd in &commands {
-                prop_assert_eq!(one.apply(cmd), other.apply(cmd));
-            }
-            prop_assert_eq!(&one, &other);
-            for row in one.server_rows() {
-                prop_assert_eq!(ServerRow::parse(&row.to_line()), Ok(row));
-            }
-            let snapshot = serde_json::to_vec(&one).unwrap();
-            let back: GroupState = serde_json::from_slice(&snapshot).unwrap();
-            prop_assert_eq!(back, one);
+            super::check_commands(&serde_json::to_vec(&commands).unwrap());
+        }
+
+        /// Any bytes as a log entry's commands: decoded or ignored, never a panic.
+        #[test]
+        fn any_bytes_as_commands_are_checked_or_ignored(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            super::check_commands(&bytes);
         }
 
         /// Whatever arrives on the group port decodes or fails; it never panics.
