@@ -4,6 +4,8 @@
 #include <mysqld.h>
 #include <mysqld_error.h>
 #include <mysql/plugin.h>
+#include <netdb.h>
+#include <stdlib.h>
 
 #include "mysql_gcs.h"
 
@@ -21,7 +23,23 @@ static_assert(sizeof(MYSQL_SYSVAR_NAME(uint)) == GCS_SIZEOF_SYSVAR_UINT, "uint s
 static_assert(sizeof(MYSQL_SYSVAR_NAME(enm)) == GCS_SIZEOF_SYSVAR_ENUM, "enum sysvar size");
 }  // namespace sysvar_sizes
 
-extern "C" unsigned int gcs_shim_server_port(void) { return mysqld_port; }
+// The TCP port this server listens on. A server whose options name no port picks its default
+// only when it opens its sockets, after the plugins loaded at startup were initialized; until
+// then this is the port it will pick, the way it picks it: MYSQL_TCP_PORT from the
+// environment, else (for a build without a fixed default) the "mysql" service, else
+// MYSQL_PORT. 0 when the server takes no TCP connections at all.
+extern "C" unsigned int gcs_shim_server_port(void) {
+  if (mysqld_port != 0 || opt_disable_networking) return mysqld_port;
+  if (const char *env = getenv("MYSQL_TCP_PORT")) {
+    int port = atoi(env);
+    if (port > 0 && port < 65536) return (unsigned int)port;
+  }
+#if MYSQL_PORT_DEFAULT == 0
+  if (const struct servent *service = getservbyname("mysql", "tcp"))
+    return ntohs((unsigned short)service->s_port);
+#endif
+  return MYSQL_PORT;
+}
 
 extern "C" const char *gcs_shim_server_host(void) { return glob_hostname; }
 

@@ -14,6 +14,10 @@ cargo test --workspace --locked
 # The group and partition suites once more with every member on mutual TLS (issue 10).
 GCSD_TEST_TLS=1 cargo test -p gcsd --locked --test group --test partition
 scripts/mtr.sh
+# The Debian packages: build, lintian, then install/upgrade/remove/purge in a bare Debian 12
+# container built here (issue 11).
+scripts/package.sh
+scripts/package-test.sh
 # Last: the crash-point tests need a gcsd built with its fault-injection feature (it replaces
 # target/debug/gcsd; the next plain build puts the normal one back).
 cargo clippy -p gcsd --all-targets --features fault-injection --locked -- -D warnings
