@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets the machine up and runs every check and test: formatting, lints, the plugin's symbols,
 # unit, property and integration tests (real gcsd and mariadbd processes on loopback and in
-# network namespaces), and the mariadb-test-run suite.
+# network namespaces), the mariadb-test-run suite, and the Debian packages in a container.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
