@@ -452,21 +452,37 @@ pub struct PluginClient {
     read_timeout: Box<dyn Fn(Duration) + Send>,
 }
 
+/// What a plugin client talks over: TCP or gcsd's Unix socket.
+trait ClientStream: Read + Write + Send + Sized + 'static {
+    fn try_clone(&self) -> std::io::Result<Self>;
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> std::io::Result<()>;
+}
+
+macro_rules! client_stream {
+    ($($t:ty),*) => {$(
+        impl ClientStream for $t {
+            fn try_clone(&self) -> std::io::Result<Self> {
+                <$t>::try_clone(self)
+            }
+            fn set_read_timeout(&self, timeout: Option<Duration>) -> std::io::Result<()> {
+                <$t>::set_read_timeout(self, timeout)
+            }
+        }
+    )*};
+}
+client_stream!(TcpStream, std::os::unix::net::UnixStream);
+
 impl PluginClient {
     pub fn connect(addr: SocketAddr) -> Self {
-        let s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).expect("plugin port");
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        let t = s.try_clone().unwrap();
-        Self {
-            reader: BufReader::new(Box::new(s.try_clone().unwrap())),
-            writer: Box::new(s),
-            read_timeout: Box::new(move |d| t.set_read_timeout(Some(d)).unwrap()),
-        }
+        Self::over(TcpStream::connect_timeout(&addr, Duration::from_secs(2)).expect("plugin port"))
     }
 
     /// A connection to gcsd's plugin socket.
     pub fn connect_unix(path: &std::path::Path) -> Self {
-        let s = std::os::unix::net::UnixStream::connect(path).expect("plugin socket");
+        Self::over(std::os::unix::net::UnixStream::connect(path).expect("plugin socket"))
+    }
+
+    fn over<S: ClientStream>(s: S) -> Self {
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let t = s.try_clone().unwrap();
         Self {
