@@ -21,7 +21,10 @@ stop() {
 
 if [ "${1:-start}" = stop ]; then stop; echo "demo stopped"; exit 0; fi
 
-scripts/setup.sh
+# A test machine: setup may install, downgrade and pin MariaDB to the version whose source
+# headers it can fetch (and says so). On a server of your own, run scripts/setup.sh without it.
+echo "note: MYSQL_GCS_PIN_MARIADB=1: MariaDB may be downgraded and pinned on this machine"
+MYSQL_GCS_PIN_MARIADB=1 scripts/setup.sh
 cargo build --release --workspace --locked
 stop
 mkdir -p "$demo/plugin"

@@ -21,6 +21,12 @@
 #   MARIADB_VERSION          force a Debian version, e.g. 1:10.11.18-0+deb12u1
 #   MARIADB_HEADERS_REFRESH  =1: skip the fast no-op check and choose the version again
 #                            (e.g. to move to a newer security release once its source exists)
+#   MYSQL_GCS_PIN_MARIADB    =1: this is a throwaway test machine: install the newest MariaDB
+#                            whose source can be fetched, downgrading the installed one if need
+#                            be, and pin it (scripts/test.sh and scripts/demo.sh set it, and say
+#                            so). Without it an installed server is never changed or pinned:
+#                            the headers are those of exactly the installed version, or the
+#                            script stops and says why and what the options are.
 set -euo pipefail
 
 readonly SHARE_DIR=/usr/local/share/mysql-gcs
@@ -100,7 +106,12 @@ already_done() {
   want=$(. "$dir/$MARKER" && echo "$MARIADB_DEB_VERSION")
   [ -n "$want" ] || return 1
   [ -z "${MARIADB_VERSION:-}" ] || [ "$MARIADB_VERSION" = "$want" ] || return 1
-  grep -qxF "Pin: version $want" "$PIN_FILE" 2>/dev/null || return 1
+  # A pin, when there is one (MYSQL_GCS_PIN_MARIADB=1 wrote it), must be this version's.
+  if [ -e "$PIN_FILE" ]; then
+    grep -qxF "Pin: version $want" "$PIN_FILE" 2>/dev/null || return 1
+  elif [ "${MYSQL_GCS_PIN_MARIADB:-0}" = 1 ]; then
+    return 1
+  fi
   local installed p
   installed=$(installed_mariadb_pkgs)
   for p in "${REQUIRED_PKGS[@]}"; do
@@ -189,6 +200,12 @@ download_source() {
 # MARIADB_HEADERS_REFRESH=1 (which picks the newest version whose source exists) and rebuilds.
 pin_and_install() {
   local v=$1
+  if [ "${MYSQL_GCS_PIN_MARIADB:-0}" != 1 ]; then
+    log "not pinning MariaDB (MYSQL_GCS_PIN_MARIADB is not 1): after an upgrade of the server, run MARIADB_HEADERS_REFRESH=1 scripts/mariadb-headers.sh and rebuild"
+    install_at "$v"
+    return
+  fi
+  log "MYSQL_GCS_PIN_MARIADB=1: pinning MariaDB at $v; this holds back its updates (security ones too) on this machine until $PIN_FILE is removed"
   local new_pin
   new_pin=$(cat <<EOF
 # Written by mysql-gcs scripts/mariadb-headers.sh. Do not edit; rerun the script instead.
@@ -205,7 +222,13 @@ EOF
     log "pinning all mariadb packages to $v in $PIN_FILE"
     echo "$new_pin" >"$PIN_FILE"
   fi
+  install_at "$v"
+}
 
+# Installs every package of the mariadb source we need (and the ones installed already) at
+# version $1.
+install_at() {
+  local v=$1
   local pkgs=() p
   mapfile -t pkgs < <({ printf '%s\n' "${REQUIRED_PKGS[@]}"; installed_mariadb_pkgs | awk '{ print $1 }'; } | sort -u)
   local todo=() installed
@@ -371,6 +394,25 @@ main() {
 
   enable_deb_src
   CHOSEN='' CHOSEN_SRC=''
+  local installed
+  installed=$(installed_mariadb_pkgs | awk '$1 == "mariadb-server" { print $2 }')
+  if [ -n "$installed" ] && [ "${MYSQL_GCS_PIN_MARIADB:-0}" != 1 ]; then
+    # Never hold a user's server back: the headers of exactly the installed server, or stop.
+    [ -z "${MARIADB_VERSION:-}" ] || [ "$MARIADB_VERSION" = "$installed" ] ||
+      die "MARIADB_VERSION=$MARIADB_VERSION differs from the installed mariadb-server $installed; this script changes an installed server only with MYSQL_GCS_PIN_MARIADB=1"
+    MARIADB_VERSION=$installed
+    if ! (choose_and_download) 2>/dev/null; then
+      die "mariadb-server $installed is installed, and its Debian source package (the plugin
+  is compiled against that exact version's server headers) cannot be downloaded from this
+  machine's apt sources yet: the source of a fresh security update often lags its binaries.
+  This script does not change an installed server: a downgrade and a pin would hold back its
+  security updates. Options:
+  - run it again once the source of $installed is on the mirror (apt-cache showsrc mariadb);
+  - on a test machine only: MYSQL_GCS_PIN_MARIADB=1 scripts/setup.sh installs the newest
+    MariaDB whose source can be fetched (a downgrade here) and pins it in $PIN_FILE
+    (remove that file to let MariaDB update again)."
+    fi
+  fi
   choose_and_download
   pin_and_install "$CHOSEN"
 

@@ -5,7 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/setup.sh
+# A test machine: setup may install, downgrade and pin MariaDB to the version whose source
+# headers it can fetch (and says so). On a server of your own, run scripts/setup.sh without it.
+echo "note: MYSQL_GCS_PIN_MARIADB=1: MariaDB may be downgraded and pinned on this machine"
+MYSQL_GCS_PIN_MARIADB=1 scripts/setup.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo build --workspace --locked
