@@ -22,6 +22,10 @@ use crate::wire::transport::{Tcp, Transport};
 use crate::{admin, agent, group, haproxy, lb, local_servers, metrics, plugin_port, probe, wire};
 
 pub async fn run(cfg: Config, token: AdminToken, raft: Handle) -> anyhow::Result<()> {
+    // First: a SIGTERM while the group opens (a supervisor stopping a slow start) is then a
+    // clean stop once it is open, not death by the signal's default action.
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
     let cfg = Arc::new(cfg);
     // Every plugin connection is a descriptor: take the hard limit, not the default soft one.
     match rlimit::increase_nofile_limit(u64::MAX) {
@@ -176,8 +180,6 @@ pub async fn run(cfg: Config, token: AdminToken, raft: Handle) -> anyhow::Result
         "gcsd started"
     );
 
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
     let mut failure: Option<anyhow::Error> = None;
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM: leaving the group"),

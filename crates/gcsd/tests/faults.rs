@@ -240,6 +240,21 @@ fn corrupted_store_is_refused_or_recovers_never_diverges() {
     assert_eq!(g[0].cmd("join after 3306 on slave"), "0 OK\n");
 }
 
+/// A member killed (SIGKILL) at any moment of its very first start, while it creates its store,
+/// starts the next time: a store is created whole or not at all. (Before, a kill while redb
+/// wrote the new file's header left a `raft.redb` that was no database, refused as damaged.)
+#[test]
+fn a_member_killed_during_its_first_start_starts_next_time() {
+    for round in 0..20u64 {
+        let mut g = Gcsd::new(1);
+        // From 0 to 57 ms after the spawn: before, during and after the store's creation.
+        g.launch_and_kill_after(Duration::from_millis(round * 3));
+        g.launch();
+        wait_for("a leader after the killed first start", WAIT, || g.leader());
+        assert_eq!(g.cmd("join after-kill 3306 on master"), "0 OK\n");
+    }
+}
+
 // ---- crash points and a slow disk (G3, G4, G5) ----
 
 /// Crash points where the victim builds a snapshot itself (it needs commits to get there),

@@ -1319,7 +1319,8 @@ fn a_stale_plugin_socket_is_replaced_and_a_clean_stop_removes_it() {
     assert!(g.socket_path().exists(), "kill -9 leaves the socket behind");
     g.launch();
     assert!(g.connect_unix().cmd("quit").starts_with("0 Bye"));
-    assert!(g.terminate(WAIT).success());
+    let status = g.terminate(WAIT);
+    assert!(status.success(), "{status}:\n{}", g.log());
     assert!(!g.socket_path().exists(), "a clean stop removes the socket");
 }
 

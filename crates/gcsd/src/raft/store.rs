@@ -61,7 +61,11 @@ fn write_error(e: impl std::error::Error + 'static) -> StorageError<MemberId> {
 pub fn open(
     dir: &Path,
 ) -> Result<(LogStore, StateMachineStore, GroupIdStore), redb::DatabaseError> {
-    let db = Arc::new(Database::create(dir.join("raft.redb"))?);
+    let path = dir.join("raft.redb");
+    if !path.exists() {
+        create(dir, &path)?;
+    }
+    let db = Arc::new(Database::create(&path)?);
     let corrupted = |e: StorageError<MemberId>| {
         redb::DatabaseError::Storage(redb::StorageError::Corrupted(format!(
             "cannot read the store: {e}"
@@ -72,6 +76,25 @@ pub fn open(
         StateMachineStore::new(db.clone()).map_err(corrupted)?,
         GroupIdStore { db },
     ))
+}
+
+/// Creates an empty store at `path` whole or not at all: built beside it, synced, then renamed
+/// into place. A process killed while redb writes a new file's header would otherwise leave a
+/// `raft.redb` that is no database, and the next start could not tell it from a damaged store
+/// (which it must refuse: that member's vote and log are lost).
+fn create(dir: &Path, path: &Path) -> Result<(), redb::DatabaseError> {
+    let creating = dir.join("raft.redb.creating");
+    // Left by a start that was killed: it never held anything.
+    let _ = std::fs::remove_file(&creating);
+    drop(Database::create(&creating)?);
+    let io = |e: std::io::Error| redb::DatabaseError::Storage(redb::StorageError::Io(e));
+    std::fs::File::open(&creating)
+        .and_then(|f| f.sync_all())
+        .map_err(io)?;
+    std::fs::rename(&creating, path).map_err(io)?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io)
 }
 
 /// The id of the group this member belongs to, kept beside its log: a log only makes sense

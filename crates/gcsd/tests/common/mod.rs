@@ -218,6 +218,31 @@ impl Gcsd {
     }
 
     pub fn launch(&mut self) {
+        self.spawn();
+        let admin = self.admin;
+        let id = self.id;
+        wait_for(
+            &format!("gcsd {id} to listen"),
+            Duration::from_secs(10),
+            || {
+                if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                    panic!("gcsd {id} exited at start ({status}):\n{}", self.log());
+                }
+                TcpStream::connect_timeout(&admin, Duration::from_millis(100))
+                    .ok()
+                    .map(|_| ())
+            },
+        );
+    }
+
+    /// Starts the process and kills it (SIGKILL) `after` this long, wherever its start is.
+    pub fn launch_and_kill_after(&mut self, after: Duration) {
+        self.spawn();
+        std::thread::sleep(after);
+        self.kill9();
+    }
+
+    fn spawn(&mut self) {
         assert!(self.child.is_none(), "gcsd {} is already running", self.id);
         self.write_config();
         let log = std::fs::OpenOptions::new()
@@ -241,20 +266,6 @@ impl Gcsd {
             .stdout(log.try_clone().unwrap())
             .stderr(log);
         self.child = Some(cmd.spawn().expect("spawn gcsd"));
-        let admin = self.admin;
-        let id = self.id;
-        wait_for(
-            &format!("gcsd {id} to listen"),
-            Duration::from_secs(10),
-            || {
-                if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                    panic!("gcsd {id} exited at start ({status}):\n{}", self.log());
-                }
-                TcpStream::connect_timeout(&admin, Duration::from_millis(100))
-                    .ok()
-                    .map(|_| ())
-            },
-        );
     }
 
     pub fn pid(&self) -> i32 {
