@@ -97,7 +97,25 @@ pub async fn run(cfg: Config, token: AdminToken, raft: Handle) -> anyhow::Result
     .with_context(|| format!("cannot listen on group_listen {}", cfg.group_listen))?;
 
     let metrics = Arc::new(metrics::Metrics::new());
-    let group = on(&raft, group::Group::open(cfg.clone(), metrics, transport)).await??;
+    // redb panics on some damaged files instead of returning an error, wherever the store is
+    // read while the group opens: such a store is damaged all the same.
+    let group = match raft
+        .spawn(group::Group::open(cfg.clone(), metrics, transport))
+        .await
+    {
+        Ok(opened) => opened?,
+        Err(e) if e.is_panic() => {
+            let why = e.into_panic();
+            let why = why
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| why.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            let problem = group::Group::store_problem(&cfg);
+            return Err(anyhow::anyhow!("reading it failed: {why}").context(problem));
+        }
+        Err(e) => return Err(e).context("the Raft runtime stopped"),
+    };
     let failed = storage_failure(group.clone());
     // Served before bootstrap: a joining member is only added once the leader can reach it.
     raft.spawn(wire::server::serve(group_listener, group.clone()));

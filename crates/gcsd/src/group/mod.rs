@@ -102,14 +102,9 @@ impl Group {
             let identity = Identity::new(me, group_id, sm.subscribe()).await?;
             Ok((log_store, sm, identity))
         };
-        let (log_store, sm, identity) = open_store().await.with_context(|| {
-            format!(
-                "cannot open the Raft store {}: if the file is damaged, this member's data is \
-                 lost and it must not rejoin under its id; remove it (gcsctl remove-member {me} \
-                 --yes), then start it with a new node_id, an empty data_dir and --join",
-                cfg.data_dir.join("raft.redb").display()
-            )
-        })?;
+        let (log_store, sm, identity) = open_store()
+            .await
+            .with_context(|| Self::store_problem(&cfg))?;
         let applied = sm.subscribe();
         let contacts = Contacts::default();
         let network = Network {
@@ -121,7 +116,7 @@ impl Group {
         let raft_cfg = Arc::new(cfg.raft_config().validate().context("raft timing")?);
         let raft = Raft::new(me, raft_cfg, network, log_store, sm)
             .await
-            .context("cannot start Raft")?;
+            .with_context(|| Self::store_problem(&cfg))?;
         let node = MemberNode {
             name: cfg.member_name(),
             group_addr: cfg.group_advertise().to_owned(),
@@ -142,6 +137,17 @@ impl Group {
             serverlist: watch::channel(Arc::new(ServerListView::default())).0,
             leaving: std::sync::atomic::AtomicBool::new(false),
         }))
+    }
+
+    /// What to say when this member's store cannot be read, with the only safe remedy.
+    pub fn store_problem(cfg: &Config) -> String {
+        format!(
+            "cannot open the Raft store {}: if the file is damaged, this member's data is lost \
+             and it must not rejoin under its id; remove it (gcsctl remove-member {} --yes), \
+             then start it with a new node_id, an empty data_dir and --join",
+            cfg.data_dir.join("raft.redb").display(),
+            cfg.node_id
+        )
     }
 
     /// Starts a new group of one, or asks to join the group at `join`, unless this member is

@@ -57,10 +57,10 @@ fn write_error(e: impl std::error::Error + 'static) -> StorageError<MemberId> {
     io_error(ErrorSubject::Store, ErrorVerb::Write, e)
 }
 
+type Opened = (LogStore, StateMachineStore, GroupIdStore);
+
 /// Opens (or creates) the store at `dir/raft.redb`.
-pub fn open(
-    dir: &Path,
-) -> Result<(LogStore, StateMachineStore, GroupIdStore), redb::DatabaseError> {
+pub fn open(dir: &Path) -> Result<Opened, redb::DatabaseError> {
     let path = dir.join("raft.redb");
     if !path.exists() {
         create(dir, &path)?;
