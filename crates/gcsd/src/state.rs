@@ -11,6 +11,12 @@ use pool::{PoolCommand, Pools, Seen};
 use proto::{is_token, MppFields, Role, ServerKey, ServerRow, Status, MAX_TOKEN};
 use serde::{Deserialize, Serialize};
 
+/// A time as the serverlist shows it (to the millisecond): commands carry the clock's finer
+/// time, and a listed row must print back to itself.
+fn listed(t: DateTime<Utc>) -> DateTime<Utc> {
+    proto::listed_time(t).unwrap_or(t)
+}
+
 /// A member's Raft node id.
 pub type MemberId = u64;
 
@@ -367,7 +373,7 @@ impl GroupState {
             status: rec.status,
             role: rec.role,
             ttl_secs: rec.ttl_secs,
-            last_update: rec.last_update,
+            last_update: listed(rec.last_update),
             mpp: None,
         }
     }
@@ -403,7 +409,7 @@ impl GroupState {
                         Role::Master
                     },
                     ttl_secs: 0,
-                    last_update: h.last_probe,
+                    last_update: listed(h.last_probe),
                     mpp: None,
                 },
                 (None, None) => continue,
@@ -955,6 +961,15 @@ mod properties {
     use proto::{Role, ServerKey, Status};
 
     use super::{Command, DownReason, MemberId};
+
+    /// Found by the state_apply fuzz target: a registration at a time finer than a millisecond
+    /// (as `Utc::now()` gives) was listed at that time but printed to the millisecond, so its
+    /// row did not print back to itself.
+    #[test]
+    fn a_time_finer_than_a_millisecond_is_listed_to_the_millisecond() {
+        let crash = include_bytes!("../../../fuzz/corpus/state_apply/sub-millisecond-time");
+        super::check_commands(crash);
+    }
 
     /// The fuzz target's committed seed is a log's worth of commands.
     #[test]

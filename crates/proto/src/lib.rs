@@ -26,8 +26,8 @@ pub use history::{history_header, parse_history_header, HistoryRow, MAX_HISTORY_
 pub use mpp::{Health, PoolState, PoolType, MAX_MESSAGE, MAX_POOL_NAME};
 pub use reply::{no_quorum_text, Reply};
 pub use serverlist::{
-    block_of, served_version, version_reply_text, BlockReader, MppFields, ServerList, ServerRow,
-    MAX_BLOCK_BYTES, MAX_BLOCK_ROWS, SERVERLIST_VERSION, TOO_LARGE,
+    block_of, listed_time, served_version, version_reply_text, BlockReader, MppFields, ServerList,
+    ServerRow, MAX_BLOCK_BYTES, MAX_BLOCK_ROWS, SERVERLIST_VERSION, TOO_LARGE,
 };
 pub use vocabulary::{
     default_member_name, is_token, member_name_problem, ParseError, Role, ServerKey, Status,

@@ -62,6 +62,12 @@ fn clean_message(text: &str) -> String {
     spaced.trim().to_owned()
 }
 
+/// `t` as a serverlist carries it: to the millisecond (none outside the years a timestamp in
+/// milliseconds can hold). A row's `last_update` is kept so, so that it prints back to itself.
+pub fn listed_time(t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp_millis(t.timestamp_millis())
+}
+
 impl ServerRow {
     /// `<member> <host> <port> <status> <role> <ttl> <last_update>\n`, time in UTC with
     /// millisecond precision.
@@ -173,10 +179,9 @@ impl ServerRow {
             ttl_secs: ttl
                 .parse()
                 .map_err(|_| ParseError::new("invalid ttl", line))?,
-            // Kept to the millisecond, as rows are printed.
             last_update: DateTime::parse_from_rfc3339(time)
                 .ok()
-                .and_then(|t| DateTime::from_timestamp_millis(t.timestamp_millis()))
+                .and_then(|t| listed_time(t.to_utc()))
                 .ok_or_else(|| ParseError::new("invalid last_update", line))?,
             mpp: None,
         })
