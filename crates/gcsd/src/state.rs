@@ -12,9 +12,10 @@ use proto::{is_token, MppFields, Role, ServerKey, ServerRow, Status, MAX_TOKEN};
 use serde::{Deserialize, Serialize};
 
 /// A time as the serverlist shows it (to the millisecond): commands carry the clock's finer
-/// time, and a listed row must print back to itself.
+/// time, and a listed row must print back to itself. A time no serverlist can write (a year
+/// outside 0 to 9999, from a broken clock) is listed as the Unix epoch.
 fn listed(t: DateTime<Utc>) -> DateTime<Utc> {
-    proto::listed_time(t).unwrap_or(t)
+    proto::listed_time(t).unwrap_or(DateTime::UNIX_EPOCH)
 }
 
 /// A member's Raft node id.
@@ -968,6 +969,14 @@ mod properties {
     #[test]
     fn a_time_finer_than_a_millisecond_is_listed_to_the_millisecond() {
         let crash = include_bytes!("../../../fuzz/corpus/state_apply/sub-millisecond-time");
+        super::check_commands(crash);
+    }
+
+    /// Found by the state_apply fuzz target: a registration in the year -26 was listed with a
+    /// time RFC 3339 cannot write, so its row did not read back.
+    #[test]
+    fn a_time_no_serverlist_can_write_is_listed_as_the_epoch() {
+        let crash = include_bytes!("../../../fuzz/corpus/state_apply/negative-year");
         super::check_commands(crash);
     }
 

@@ -342,7 +342,8 @@ fn killed_at_each_snapshot_point_loses_nothing() {
             }
         }
         g[v].env = vec![("GCSD_CRASH_AT".into(), point.into())];
-        g[v].launch();
+        // Not `launch`: it may reach its crash point before it listens.
+        g[v].spawn();
         let (victim, others) = split(&mut g, v);
         commit_until_killed(
             victim,
@@ -392,7 +393,7 @@ fn a_joiner_killed_while_installing_its_first_snapshot_catches_up() {
     }
     let mut joiner = Gcsd::new(4).joining(&g[0]).with_config(config);
     joiner.env = vec![("GCSD_CRASH_AT".into(), "snapshot-install-written".into())];
-    joiner.launch();
+    joiner.spawn();
     commit_until_killed(&mut joiner, &g[0], &mut history, "during");
     joiner.env.clear();
     joiner.launch();

@@ -62,10 +62,14 @@ fn clean_message(text: &str) -> String {
     spaced.trim().to_owned()
 }
 
-/// `t` as a serverlist carries it: to the millisecond (none outside the years a timestamp in
-/// milliseconds can hold). A row's `last_update` is kept so, so that it prints back to itself.
+/// `t` as a serverlist carries it: to the millisecond, in the years RFC 3339 can write (0 to
+/// 9999; none outside them). A row's `last_update` is kept so, so that it prints back to itself.
 pub fn listed_time(t: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    DateTime::from_timestamp_millis(t.timestamp_millis())
+    use chrono::Datelike;
+    (0..=9999)
+        .contains(&t.year())
+        .then(|| DateTime::from_timestamp_millis(t.timestamp_millis()))
+        .flatten()
 }
 
 impl ServerRow {

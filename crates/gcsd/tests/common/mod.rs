@@ -242,7 +242,8 @@ impl Gcsd {
         self.kill9();
     }
 
-    fn spawn(&mut self) {
+    /// Starts the process without waiting for it (it may end at once: a crash point).
+    pub fn spawn(&mut self) {
         assert!(self.child.is_none(), "gcsd {} is already running", self.id);
         self.write_config();
         let log = std::fs::OpenOptions::new()
