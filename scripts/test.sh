@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets the machine up and runs every check and test: formatting, lints, the plugin's symbols,
 # unit, property and integration tests (real gcsd and mariadbd processes on loopback and in
-# network namespaces), the mariadb-test-run suite, and the Debian packages in a container.
+# network namespaces), the mariadb-test-run suite, the Debian packages in a container, and a
+# three-host cluster in containers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +22,9 @@ scripts/mtr.sh
 # container built here (issue 11).
 scripts/package.sh
 scripts/package-test.sh
+# Three hosts in containers built from those packages, with HAProxy: the cluster forms, and
+# the ACTIVE's host killed, paused and cut off fails over (docker/test.sh).
+docker/test.sh
 # Last: the crash-point tests need a gcsd built with its fault-injection feature (it replaces
 # target/debug/gcsd; the next plain build puts the normal one back).
 cargo clippy -p gcsd --all-targets --features fault-injection --locked -- -D warnings
