@@ -56,6 +56,7 @@ agent_check_listen = "$GCS_ADDR:2291"
 [probe]
 user = "gcsd_probe"
 password_file = "/etc/gcsd/probe.password"
+fence_sockets = ["/run/mysqld/mysqld.sock"]
 TOML
     gcsd --config /etc/gcsd/gcsd.toml --config-check >/dev/null
     cat >/etc/mysql/mariadb.conf.d/70-gcs-node.cnf <<CNF
@@ -112,6 +113,8 @@ first_sql() { # the accounts and the application's table, outside the binary log
 SET SESSION sql_log_bin = 0;
 CREATE USER 'gcsd_probe'@'$GCS_ADDR' IDENTIFIED BY '$probe';
 GRANT SLAVE MONITOR, READ_ONLY ADMIN ON *.* TO 'gcsd_probe'@'$GCS_ADDR';
+CREATE USER 'gcsd_probe'@'localhost' IDENTIFIED BY '$probe';
+GRANT READ_ONLY ADMIN ON *.* TO 'gcsd_probe'@'localhost';
 CREATE USER 'repl'@'$GCS_NET' IDENTIFIED BY '$repl';
 GRANT REPLICATION SLAVE ON *.* TO 'repl'@'$GCS_NET';
 CREATE USER 'app'@'$GCS_NET' IDENTIFIED BY '$app';

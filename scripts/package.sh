@@ -82,15 +82,16 @@ strip --strip-unneeded "$root/usr/bin/gcsd" "$root/usr/bin/gcsctl"
 install -D -m 0644 packaging/gcsd.service "$root/lib/systemd/system/gcsd.service"
 install -d -m 0755 "$root/etc/gcsd"
 # The sample with the packaged choices: the plugin on gcsd's socket, TCP read-only, the probe
-# password where the postinst puts it.
+# password where the postinst puts it, Debian's MariaDB socket for fencing.
 "$release/gcsd" --print-sample-config |
     sed -e 's|^# plugin_socket = "/run/gcsd/plugin.sock"|plugin_socket = "/run/gcsd/plugin.sock"|' \
         -e 's|^plugin_tcp_writes = true|plugin_tcp_writes = false|' \
         -e 's|^# password_file = "/etc/gcsd/probe.password"|password_file = "/etc/gcsd/probe.password"|' \
+        -e 's|^fence_sockets = \[\]|fence_sockets = ["/run/mysqld/mysqld.sock"]|' \
         >"$root/etc/gcsd/gcsd.toml"
 chmod 0644 "$root/etc/gcsd/gcsd.toml"
 for key in 'plugin_socket = "/run/gcsd/plugin.sock"' 'plugin_tcp_writes = false' \
-    'password_file = "/etc/gcsd/probe.password"'; do
+    'password_file = "/etc/gcsd/probe.password"' 'fence_sockets = ["/run/mysqld/mysqld.sock"]'; do
     grep -qxF "$key" "$root/etc/gcsd/gcsd.toml" || { echo "package: the sample lost '$key'" >&2; exit 1; }
 done
 # It must be valid as packaged (with a password file that exists here).

@@ -143,6 +143,11 @@ servers = []
 # whose probes time out until FAIL), so that another server can take over at once. Off: no
 # other server is made writable until the hung one answers again and is fenced.
 kill_hung = false
+# Unix sockets of this host's database servers. A server registered through this gcsd that
+# must be read-only but cannot be reached at its address (its interface or address gone) is
+# fenced over the socket whose server has its port and server_id, so that it takes no writes
+# from this host either. The account is the probe user at 'localhost' (see the README).
+fence_sockets = []
 
 # Executables run by the group on pool transitions. Configure the same on every member: the
 # leader runs them, and the history says which member ran each one and what came of it.
@@ -367,6 +372,7 @@ pub struct ProbeConfig {
     pub max_failures: u32,
     pub servers: Vec<String>,
     pub kill_hung: bool,
+    pub fence_sockets: Vec<PathBuf>,
 }
 
 impl Default for ProbeConfig {
@@ -380,6 +386,7 @@ impl Default for ProbeConfig {
             max_failures: 4,
             servers: Vec::new(),
             kill_hung: false,
+            fence_sockets: Vec::new(),
         }
     }
 }
@@ -733,6 +740,12 @@ impl Config {
         if let Err(e) = p.servers() {
             problems.push(e);
         }
+        for path in p.fence_sockets.iter().filter(|p| !p.is_absolute()) {
+            problems.push(format!(
+                "[probe] fence_sockets: {:?} must be an absolute path",
+                path.display().to_string()
+            ));
+        }
         problems.extend(self.hooks.problems());
         for h in &self.haproxy {
             problems.extend(h.problems());
@@ -1012,6 +1025,10 @@ mod tests {
             node_id: 0,
             voters: 2,
             plugin_listen: "nowhere".into(),
+            probe: ProbeConfig {
+                fence_sockets: vec!["run/mysqld/mysqld.sock".into()],
+                ..ProbeConfig::default()
+            },
             ..Config::default()
         };
         let msg = cfg.validate().unwrap_err().to_string();
@@ -1019,6 +1036,7 @@ mod tests {
             "node_id must be 1",
             "voters must be 1, 3 or 5",
             "plugin_listen \"nowhere\"",
+            "fence_sockets: \"run/mysqld/mysqld.sock\" must be an absolute path",
         ] {
             assert!(msg.contains(needle), "{needle} missing in {msg}");
         }

@@ -267,20 +267,21 @@ impl LocalServers {
         let ttl = Duration::from_secs(u64::from(cfg.server_ttl_secs));
         let publish_every = Duration::from_millis(cfg.heartbeat_publish_ms);
         let mut last_publish = Instant::now();
-        let mut last_pass = Instant::now();
         let mut no_expiry_until = Instant::now();
         loop {
+            let asleep = Instant::now();
             tokio::time::sleep(tick).await;
             // If this gcsd itself was held up (slow disk, no CPU), heartbeats may be waiting
             // unread in its sockets: judge no one silent until they have had one TTL again.
-            let gap = last_pass.elapsed();
-            last_pass = Instant::now();
+            // Only the sleep counts: waiting for its own proposals (up to propose_timeout_ms
+            // without a quorum) is not being held up.
+            let gap = asleep.elapsed();
             if gap > tick * 10 {
                 tracing::warn!(
                     stalled_ms = gap.as_millis() as u64,
                     "this gcsd was held up; no server expires for one TTL"
                 );
-                no_expiry_until = last_pass + ttl;
+                no_expiry_until = Instant::now() + ttl;
             }
             let may_expire = Instant::now() >= no_expiry_until;
             if self.group.quorum_problem().is_some() {

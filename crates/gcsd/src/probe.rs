@@ -15,7 +15,7 @@ use parking_lot::Mutex;
 use pool::fence::{self, CatchUp, Want};
 use pool::{Judge, PoolCommand, Probe, ServerHealth};
 use proto::{Role, ServerKey, Status};
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 
 use crate::group::Group;
 use crate::local_servers::{HeartbeatOutcome, LocalServers};
@@ -36,6 +36,8 @@ pub struct Probes {
     max_failures: u32,
     /// `[probe] kill_hung`: kill a hung server that may be writable (see `fence::must_kill`).
     kill_hung: bool,
+    /// `[probe] fence_sockets`.
+    fence_sockets: Vec<std::path::PathBuf>,
     /// `[probe] servers`: servers without the plugin that this member owns.
     configured: Vec<ServerKey>,
     /// The running tasks' wake-up calls.
@@ -71,6 +73,7 @@ impl Probes {
             interval: Duration::from_millis(p.interval_ms),
             max_failures: p.max_failures,
             kill_hung: p.kill_hung,
+            fence_sockets: p.fence_sockets.clone(),
             configured,
             tasks: Mutex::new(HashMap::new()),
             last: Mutex::new(HashMap::new()),
@@ -149,7 +152,12 @@ impl Probes {
     async fn watch(self: Arc<Self>, server: ServerKey, wake: Arc<Notify>) {
         tracing::info!(server = %pool::addr(&server), "probing");
         let mut applied = self.group.applied_changes();
-        let mut local = Local::default();
+        let (reporter, newest) = watch::channel(None);
+        tokio::spawn(self.clone().reports(server.clone(), newest));
+        let mut local = Local {
+            reporter: Some(reporter),
+            ..Local::default()
+        };
         loop {
             if !self.owns(&self.group.state(), &server) {
                 self.tasks.lock().remove(&server);
@@ -213,6 +221,14 @@ impl Probes {
         let state = self.group.state();
         let (probe, session) = sql::probe(server, &self.access).await;
         let prev = state.pools.health.get(server);
+        let socket_duty = match &want {
+            Some(Want::ReadOnly(why))
+                if !self.fence_sockets.is_empty() && fence::over_socket(&probe, want.as_ref()) =>
+            {
+                Some(*why)
+            }
+            _ => None,
+        };
         let judge = Judge::of(&state.pools, server);
         let mut health = pool::grade(
             self.group.me,
@@ -236,6 +252,12 @@ impl Probes {
                 next = CATCH_UP_POLL;
             }
             session.close().await;
+        }
+        if let Some(why) = socket_duty {
+            let server_id = prev.and_then(|p| p.server_id);
+            if self.fence_over_socket(server, why, server_id, local).await {
+                health.read_only = Some(true);
+            }
         }
         let (answered, lag) = match &probe {
             Probe::Answered(facts) => (true, facts.replica.as_ref().and_then(|r| r.seconds_behind)),
@@ -274,28 +296,60 @@ impl Probes {
                 self.keep_registered(server, role).await;
             }
         }
+        if self.is_news(&state, server, &health) {
+            match &local.reporter {
+                Some(reporter) => {
+                    reporter.send_replace(Some(health));
+                }
+                None => self.report(server, health).await,
+            }
+        }
+        next
+    }
+
+    /// Whether the group should hear `health` of `server`: something new for a pool member;
+    /// for a server in no pool only whether it is gone (its status is `off` in every list at
+    /// once), and that it came back.
+    fn is_news(&self, state: &GroupState, server: &ServerKey, health: &ServerHealth) -> bool {
+        let prev = state.pools.health.get(server);
         let handing_over = state
             .pools
             .pools
             .values()
             .any(|p| p.handover.as_ref().is_some_and(|h| &h.from == server));
-        // Of a server in no pool only whether it is gone interests the group (its status is
-        // `off` in every list at once), and that it came back.
         let in_pool = state.pools.memberships(server).next().is_some();
         let gone_changed = prev.map_or(health.gone, |p| p.gone != health.gone);
         // A `[probe] servers` entry always has a report, so a pool that takes it in finds one.
         let unreported = prev.is_none() && self.configured.contains(server);
-        if (in_pool && news(prev, &health, handing_over))
-            || (!in_pool && (gone_changed || unreported))
-        {
-            let cmd = Command::Pool(Box::new(PoolCommand::Observe {
-                reports: vec![(server.clone(), health)],
-            }));
-            if let Err(e) = self.group.propose(cmd).await {
-                tracing::debug!(server = %pool::addr(server), "cannot commit the probe report: {e}");
+        (in_pool && news(prev, health, handing_over)) || (!in_pool && (gone_changed || unreported))
+    }
+
+    async fn report(&self, server: &ServerKey, health: ServerHealth) {
+        let cmd = Command::Pool(Box::new(PoolCommand::Observe {
+            reports: vec![(server.clone(), health)],
+        }));
+        if let Err(e) = self.group.propose(cmd).await {
+            tracing::debug!(server = %pool::addr(server), "cannot commit the probe report: {e}");
+        }
+    }
+
+    /// Commits one server's reports in order, beside its probes: probing and fencing never
+    /// wait for the group (without a quorum a proposal waits up to `propose_timeout_ms`, longer
+    /// than the lease). A report not yet proposed is replaced by a newer one; one the group has
+    /// heard meanwhile is skipped. Ends when the probe task's sender goes, after the last one.
+    async fn reports(
+        self: Arc<Self>,
+        server: ServerKey,
+        mut newest: watch::Receiver<Option<ServerHealth>>,
+    ) {
+        while newest.changed().await.is_ok() {
+            let Some(health) = newest.borrow_and_update().clone() else {
+                continue;
+            };
+            if self.is_news(&self.group.state(), &server, &health) {
+                self.report(&server, health).await;
             }
         }
-        next
     }
 
     /// Carries out the fencing duty on an open session; `health` is updated with what was
@@ -391,6 +445,52 @@ impl Probes {
         }
     }
 
+    /// Fences `server`, which cannot be reached at its address, over the `fence_sockets` entry
+    /// that serves it (same port and server_id); whether it is read-only now.
+    async fn fence_over_socket(
+        &self,
+        server: &ServerKey,
+        why: &str,
+        server_id: Option<u32>,
+        local: &mut Local,
+    ) -> bool {
+        let name = pool::addr(server);
+        let mut problems = Vec::new();
+        for path in &self.fence_sockets {
+            let result = match Session::open_socket(path, server, &self.access).await {
+                Ok(mut session) => {
+                    let fenced = session.fence_if(&server.port, server_id).await;
+                    session.close().await;
+                    fenced
+                }
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(None) => {}
+                Ok(Some(was_writable)) => {
+                    if was_writable {
+                        tracing::info!(
+                            server = %name,
+                            socket = %path.display(),
+                            "fenced over its local socket: read_only=ON ({why}; its address cannot be reached)"
+                        );
+                    }
+                    local.socket_warned = false;
+                    return true;
+                }
+                Err(e) => problems.push(e.to_string()),
+            }
+        }
+        if !std::mem::replace(&mut local.socket_warned, true) {
+            tracing::warn!(
+                server = %name,
+                "must be read-only ({why}), cannot be reached at its address, and no fence_sockets entry serves it ({}): if it still runs, it may take writes from this host",
+                if problems.is_empty() { "none has its port and server_id".to_owned() } else { problems.join("; ") }
+            );
+        }
+        false
+    }
+
     /// Kills a hung server's process so that the group can fail over; whether it is gone.
     async fn kill(&self, server: &ServerKey, local: &mut Local) -> bool {
         let name = pool::addr(server);
@@ -462,6 +562,11 @@ struct Local {
     warned: bool,
     pid: Option<i32>,
     kill_warned: bool,
+    /// Told that it could not be fenced over a local socket either.
+    socket_warned: bool,
+    /// Where reports go to be committed in order (`Probes::reports`); none: the round
+    /// commits its report itself (a one-off round).
+    reporter: Option<watch::Sender<Option<ServerHealth>>>,
     /// Rounds in a row in which this ACTIVE gave up waiting to catch up.
     catch_up_failures: u32,
 }

@@ -7,6 +7,7 @@
 //! need hand-written FFI and a readiness loop around Connector/C's coroutines, and would be the
 //! only unsafe code in gcsd. See the README, "Probes".)
 
+use std::path::Path;
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
@@ -70,9 +71,30 @@ impl Session {
         let opts = OptsBuilder::default()
             .ip_or_hostname(server.host.clone())
             .tcp_port(port)
+            .prefer_socket(false);
+        Self::connect(opts, name, access).await
+    }
+
+    /// A session over a Unix socket of this host (`[probe] fence_sockets`), as the probe user
+    /// at 'localhost'; `server` names it in messages.
+    pub async fn open_socket(
+        path: &Path,
+        server: &ServerKey,
+        access: &Access,
+    ) -> Result<Session, SqlError> {
+        let name = format!("{} (socket {})", pool::addr(server), path.display());
+        let opts = OptsBuilder::default().socket(Some(path.display().to_string()));
+        Self::connect(opts, name, access).await
+    }
+
+    async fn connect(
+        opts: OptsBuilder,
+        name: String,
+        access: &Access,
+    ) -> Result<Session, SqlError> {
+        let opts = opts
             .user(Some(access.user.clone()))
             .pass(access.password.clone())
-            .prefer_socket(false)
             // Known up front, so opening a session is the handshake and nothing more.
             .max_allowed_packet(Some(16 << 20))
             .wait_timeout(Some(60))
@@ -172,6 +194,29 @@ impl Session {
             "SET GLOBAL read_only = OFF"
         };
         self.step(q, async |c| c.query_drop(q).await).await
+    }
+
+    /// Fences this session's server if it is `server` (its `@@port`, and its `@@server_id` when
+    /// one is known): `None` if it is another server, else whether it was writable.
+    pub async fn fence_if(
+        &mut self,
+        port: &str,
+        server_id: Option<u32>,
+    ) -> Result<Option<bool>, SqlError> {
+        let (its_port, its_id, read_only): (u32, u32, bool) = self
+            .step("SELECT @@port", async |c| {
+                c.query_first("SELECT @@global.port, @@global.server_id, @@global.read_only")
+                    .await
+            })
+            .await?
+            .ok_or_else(|| SqlError::Other(format!("Query Error: no row from {}", self.server)))?;
+        if its_port.to_string() != port || server_id.is_some_and(|id| id != its_id) {
+            return Ok(None);
+        }
+        if !read_only {
+            self.set_read_only(true).await?;
+        }
+        Ok(Some(!read_only))
     }
 
     /// `@@gtid_current_pos`: everything this server has applied or written.

@@ -93,6 +93,19 @@ pub fn must_kill(
             .any(|(_, pool, _)| pool.settings.fencing)
 }
 
+/// Whether the fencing duty must go over the server's local socket (`[probe] fence_sockets`):
+/// it must be read-only, and its address could not be reached (refused, or unreachable: its
+/// interface or address gone), so it may still take writes from whoever reaches it on this
+/// host. A server that answers is fenced over the probe's own session; a hung one would not
+/// answer on its socket either.
+pub fn over_socket(probe: &crate::Probe, want: Option<&Want>) -> bool {
+    matches!(want, Some(Want::ReadOnly(_)))
+        && matches!(
+            probe,
+            crate::Probe::Refused(_) | crate::Probe::Unreachable(_)
+        )
+}
+
 /// What to do about a new ACTIVE that must catch up before it takes writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CatchUp {

@@ -883,6 +883,60 @@ fn a_hung_server_is_killed_only_when_it_may_be_writable() {
 }
 
 #[test]
+fn the_local_socket_fences_only_a_server_whose_address_cannot_be_reached() {
+    let fence = Want::ReadOnly("lease expired: no quorum");
+    let writable = Want::Writable {
+        pool: "app".into(),
+        epoch: 1,
+        catch_up: None,
+        hostile_takeover: false,
+        catch_up_timeout: std::time::Duration::from_millis(10),
+    };
+    let why = || "no".to_owned();
+    for (probe, want, expected, case) in [
+        (
+            Probe::Unreachable(why()),
+            Some(&fence),
+            true,
+            "interface or address gone",
+        ),
+        (
+            Probe::Refused(why()),
+            Some(&fence),
+            true,
+            "nothing listens at the address",
+        ),
+        (
+            Probe::Hung(why()),
+            Some(&fence),
+            false,
+            "hung: no answer on the socket either",
+        ),
+        (
+            Probe::QueryFailed(why()),
+            Some(&fence),
+            false,
+            "reached: its own session",
+        ),
+        (
+            Probe::Answered(ProbeFacts::default()),
+            Some(&fence),
+            false,
+            "answered",
+        ),
+        (
+            Probe::Unreachable(why()),
+            Some(&writable),
+            false,
+            "never to make it writable",
+        ),
+        (Probe::Unreachable(why()), None, false, "no duty"),
+    ] {
+        assert_eq!(fence::over_socket(&probe, want), expected, "{case}");
+    }
+}
+
+#[test]
 fn gtid_catch_up() {
     assert!(caught_up("0-1-10", "0-1-10"));
     assert!(caught_up("0-2-12,1-1-3", "0-1-10"));
