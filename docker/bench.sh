@@ -10,7 +10,7 @@
 #   docker/bench.sh            # 20 trials of each (BENCH_TRIALS=N)
 #
 # Each attempt is one mariadb client process from this host (its start-up, about 10 ms, is in
-# the figure). The kill's time is read inside the container just before the kill; the
+# the figure; percentiles by nearest rank). The kill's time is read inside the container just before the kill; the
 # isolation's just before `docker network disconnect` (which takes some ms itself).
 set -euo pipefail
 # shellcheck source=docker/test.sh
@@ -28,7 +28,8 @@ percentiles() { # name, values...
     local name=$1
     shift
     printf '%s\n' "$@" | sort -n | awk -v name="$name" '{ v[NR] = $1 }
-        END { p50 = v[int((NR - 1) * 0.50) + 1]; p99 = v[int((NR - 1) * 0.99) + 1]
+        function rank(p) { r = int(p * NR); if (r < p * NR) r++; return r < 1 ? 1 : r }
+        END { p50 = v[rank(0.50)]; p99 = v[rank(0.99)]
               printf "%-52s trials %3d  p50 %5d ms  p99 %5d ms  max %5d ms\n", name, NR, p50, p99, v[NR] }'
 }
 
