@@ -19,6 +19,7 @@ id gcsd >/dev/null || fail "no gcsd user"
 [ "$(stat -c %a:%U /var/lib/gcsd)" = 750:gcsd ] || fail "/var/lib/gcsd mode"
 grep -qx "isis2d_daemon_uid = $(id -u gcsd)" /etc/mysql/mariadb.conf.d/61-gcs-uid.cnf || fail "61-gcs-uid.cnf"
 gcsd --help | grep -q -- "--config" || fail "gcsd --help"
+[ -s /usr/share/man/man8/gcsd.8.gz ] && [ -s /usr/share/man/man8/gcsctl.8.gz ] || fail "no man pages"
 
 start_gcsd() { # as systemd would: the unit's directories, then its ExecStart as User=gcsd
     local exec_start

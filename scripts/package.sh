@@ -4,13 +4,14 @@
 #   mariadb-plugin-gcs_<version>_<arch>.deb  libmysql_gcs.so and its mariadb.conf.d snippet,
 #                                            for exactly the MariaDB server built against
 # then checks them with lintian (each remaining tag is explained in packaging/lintian.md).
-# Needs what scripts/setup.sh installs, plus dpkg-dev and lintian (installed here if missing).
+# Needs what scripts/setup.sh installs, plus dpkg-dev, lintian and help2man (installed here if
+# missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
 
 need=()
-for p in dpkg-dev lintian fakeroot; do
+for p in dpkg-dev lintian fakeroot help2man; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -100,6 +101,16 @@ trap 'rm -rf "$check"' EXIT
 install -m 0600 /dev/null "$check/probe.password"
 sed "s|/etc/gcsd/probe.password|$check/probe.password|" "$root/etc/gcsd/gcsd.toml" >"$check/gcsd.toml"
 "$release/gcsd" --config "$check/gcsd.toml" --config-check >/dev/null
+# Man pages from --help (help2man), pointing at the README and each gcsctl command's --help.
+install -d "$root/usr/share/man/man8"
+see_also=$(mktemp)
+printf '[SEE ALSO]\n/usr/share/doc/mysql-gcs/README.md.gz (the operator guide);\n.BR gcsd (8),\n.BR gcsctl (8);\n\\fBgcsctl\\fR \\fICOMMAND\\fR \\fB\\-\\-help\\fR for each command.\n' >"$see_also"
+for man in "gcsd:the mysql-gcs group sidecar, one per database host" \
+    "gcsctl:the mysql-gcs operator's command line"; do
+    help2man --no-info --section 8 --include "$see_also" --name "${man#*:}" \
+        "$release/${man%%:*}" | gzip -9n >"$root/usr/share/man/man8/${man%%:*}.8.gz"
+done
+rm -f "$see_also"
 install -D -m 0644 README.md "$root/usr/share/doc/mysql-gcs/README.md"
 gzip -9n "$root/usr/share/doc/mysql-gcs/README.md"
 docs "$root" mysql-gcs
