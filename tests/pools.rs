@@ -33,6 +33,9 @@ fn one_at_a_time() -> MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// In `Lab::assemble`'s `probe`: `fence_sockets` listing every server's socket.
+const FENCE_SOCKETS: &str = "fence_sockets = <every server's socket>";
+
 /// Accounts and the application's table, on every server, outside the binary log.
 const SETUP_SQL: &str = "
 SET SESSION sql_log_bin = 0;
@@ -84,6 +87,14 @@ impl Lab {
         Lab::assemble(n, "", &[], Some(Net::new(tag)), &|_, _| String::new())
     }
 
+    /// [`Lab::in_netns`], with every server's socket in every gcsd's `[probe] fence_sockets`
+    /// (each gcsd must pick its own server's by port and server_id).
+    pub fn in_netns_fencing_over_sockets(n: usize, tag: char) -> Lab {
+        Lab::assemble(n, FENCE_SOCKETS, &[], Some(Net::new(tag)), &|_, _| {
+            String::new()
+        })
+    }
+
     fn assemble(
         n: usize,
         probe: &str,
@@ -115,6 +126,11 @@ impl Lab {
                 .map(|&i| format!("\"{}:{}\"", host(i), dbs[i].port))
                 .collect()
         };
+        let sockets: Vec<String> = dbs.iter().map(|d| format!("{:?}", d.socket)).collect();
+        let probe = probe.replace(
+            FENCE_SOCKETS,
+            &format!("fence_sockets = [{}]", sockets.join(", ")),
+        );
         let configure = |g: Gcsd| {
             let servers = owned(g.id).join(", ");
             let (lb_port, agent_port) = match g.netns {
@@ -903,6 +919,47 @@ fn isolated_active_host_fences_itself_and_the_majority_takes_over() {
             .contains("FAILED PRIMARY server is reporting recovery")
             .then_some(())
     });
+    assert!(lab.read_only(0), "the old ACTIVE stays fenced");
+    lab.app_insert(1)
+        .expect("the new ACTIVE keeps taking writes");
+    sampler.assert_never_two_writable();
+}
+
+/// Hosts as network namespaces. The ACTIVE's host loses its address (`ip addr del`, as `docker
+/// network disconnect` removes the interface): nobody reaches its server over the network, its
+/// own gcsd included, yet clients on its host could still write. With `[probe] fence_sockets`
+/// its gcsd fences it over the server's socket when its lease expires, before the majority
+/// promotes the SECONDARY; with the address back, one ACTIVE, the old one FAILED and fenced.
+#[test]
+fn an_active_whose_address_is_gone_is_fenced_over_its_socket() {
+    let _turn = one_at_a_time();
+    let (mut lab, sampler) = Lab::in_netns_fencing_over_sockets(2, 'f').with_pool(1);
+    let cut = Instant::now();
+    lab.net.as_mut().expect("in namespaces").drop_address(0);
+    // Watched over the server's socket, which its local clients would use.
+    let (mut fenced, mut took) = (None, None);
+    wait_for(
+        "the old ACTIVE fenced and the SECONDARY taking writes",
+        WITHIN * 2,
+        || {
+            if fenced.is_none() && lab.read_only(0) {
+                fenced = Some(cut.elapsed());
+            }
+            if took.is_none() && lab.app_insert(1).is_ok() {
+                took = Some(cut.elapsed());
+            }
+            fenced.zip(took)
+        },
+    );
+    let (fenced, took) = (fenced.unwrap(), took.unwrap());
+    eprintln!("address gone: the old ACTIVE fenced over its socket after {fenced:?}; first write on the new ACTIVE after {took:?}");
+    assert!(
+        fenced < took,
+        "the SECONDARY took writes ({took:?}) before the old ACTIVE was fenced ({fenced:?})"
+    );
+    lab.wait_state("app", 1, "ACTIVE", &[1, 2]);
+    lab.net.as_mut().expect("in namespaces").heal();
+    lab.wait_state("app", 0, "FAILED_OFFLINE", &[0, 1, 2]);
     assert!(lab.read_only(0), "the old ACTIVE stays fenced");
     lab.app_insert(1)
         .expect("the new ACTIVE keeps taking writes");

@@ -84,6 +84,8 @@ pub struct Group {
     serverlist: watch::Sender<Arc<ServerListView>>,
     /// Set once this member has started its clean leave: it must not announce itself again.
     leaving: std::sync::atomic::AtomicBool,
+    /// Install snapshots from the leader through it (see `store::SnapshotGate`).
+    pub snapshot_gate: store::SnapshotGate,
 }
 
 impl Group {
@@ -106,6 +108,7 @@ impl Group {
             .await
             .with_context(|| Self::store_problem(&cfg))?;
         let applied = sm.subscribe();
+        let snapshot_gate = log_store.snapshot_gate();
         let contacts = Contacts::default();
         let network = Network {
             me: identity.clone(),
@@ -136,6 +139,7 @@ impl Group {
             leader_heard: Mutex::new(None),
             serverlist: watch::channel(Arc::new(ServerListView::default())).0,
             leaving: std::sync::atomic::AtomicBool::new(false),
+            snapshot_gate,
         }))
     }
 

@@ -72,10 +72,130 @@ pub fn open(dir: &Path) -> Result<Opened, redb::DatabaseError> {
         )))
     };
     Ok((
-        LogStore { db: db.clone() },
+        LogStore {
+            db: db.clone(),
+            gate: SnapshotGate {
+                db: db.clone(),
+                state: Arc::default(),
+            },
+        },
         StateMachineStore::new(db.clone()).map_err(corrupted)?,
         GroupIdStore { db },
     ))
+}
+
+/// Holds back the purge of the logs a snapshot from the leader covers until that snapshot is
+/// durable. openraft 0.9 purges them without waiting for the state machine's install (its
+/// `PurgeLog` command has no condition): a member killed in between had lost those logs
+/// without having the snapshot, and could never start again ("Failed to get log entries").
+/// While a snapshot is being received, purges are only noted; once the install is over, the
+/// noted one is carried out as far as the persisted snapshot covers.
+#[derive(Clone)]
+pub struct SnapshotGate {
+    db: Arc<Database>,
+    state: Arc<parking_lot::Mutex<GateState>>,
+}
+
+#[derive(Default)]
+struct GateState {
+    receiving: usize,
+    deferred: Option<LogId<MemberId>>,
+}
+
+/// Counts one snapshot being received, also when its future is dropped.
+struct Receiving(Arc<parking_lot::Mutex<GateState>>);
+
+impl Drop for Receiving {
+    fn drop(&mut self) {
+        self.0.lock().receiving -= 1;
+    }
+}
+
+impl SnapshotGate {
+    /// Runs `install` (openraft's `install_full_snapshot`) with purges held back, then carries
+    /// out a held-back purge as far as the persisted snapshot covers it.
+    pub async fn receiving<T>(&self, install: impl std::future::Future<Output = T>) -> T {
+        self.state.lock().receiving += 1;
+        let guard = Receiving(self.state.clone());
+        let result = install.await;
+        drop(guard);
+        let deferred = {
+            let mut state = self.state.lock();
+            if state.receiving == 0 {
+                state.deferred.take()
+            } else {
+                None
+            }
+        };
+        if let Some(upto) = deferred {
+            if let Err(e) = self.purge_covered(upto).await {
+                tracing::warn!("cannot purge the logs the installed snapshot covers: {e}");
+            }
+        }
+        result
+    }
+
+    /// Notes `upto` instead of purging while a snapshot is being received.
+    fn defer(&self, upto: &LogId<MemberId>) -> bool {
+        let mut state = self.state.lock();
+        if state.receiving == 0 {
+            state.deferred = None;
+            return false;
+        }
+        if state.deferred.as_ref().is_none_or(|d| d.index < upto.index) {
+            state.deferred = Some(*upto);
+        }
+        true
+    }
+
+    /// Purges up to `upto`, but not past the persisted snapshot.
+    async fn purge_covered(&self, upto: LogId<MemberId>) -> StorageResult<()> {
+        let covered =
+            get_meta::<SnapshotHead>(&self.db, KEY_SNAPSHOT)?.and_then(|s| s.meta.last_log_id);
+        let purged: Option<LogId<MemberId>> = get_meta(&self.db, KEY_PURGED)?;
+        let Some(covered) = covered else {
+            return Ok(());
+        };
+        let upto = if covered.index < upto.index {
+            covered
+        } else {
+            upto
+        };
+        if purged.is_some_and(|p| p.index >= upto.index) {
+            return Ok(());
+        }
+        purge_durably(&self.db, upto).await
+    }
+}
+
+/// A persisted snapshot's metadata, without its state.
+#[derive(Deserialize)]
+struct SnapshotHead {
+    meta: SnapshotMeta<MemberId, MemberNode>,
+}
+
+/// Marks the logs up to `upto` purged, then deletes them.
+async fn purge_durably(db: &Arc<Database>, upto: LogId<MemberId>) -> StorageResult<()> {
+    put_meta(db, KEY_PURGED, &upto).await?;
+    crash::at(Point::PurgeMarked);
+    delete_logs(db, ..=upto.index).await
+}
+
+/// Deletes the log entries whose index is in `range`.
+async fn delete_logs(
+    db: &Arc<Database>,
+    range: impl RangeBounds<u64> + Send + 'static,
+) -> StorageResult<()> {
+    let db = db.clone();
+    durably(move || {
+        let txn = db.begin_write().map_err(write_error)?;
+        {
+            let mut table = txn.open_table(LOG).map_err(write_error)?;
+            table.retain_in(range, |_, _| false).map_err(write_error)?;
+        }
+        txn.commit().map_err(write_error)
+    })
+    .await
 }
 
 /// Creates an empty store at `path` whole or not at all: built beside it, synced, then renamed
@@ -195,6 +315,7 @@ fn write_meta(db: &Database, key: &str, bytes: &[u8]) -> StorageResult<()> {
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<Database>,
+    gate: SnapshotGate,
 }
 
 impl LogStore {
@@ -212,18 +333,9 @@ impl LogStore {
         Ok(Some(entry.log_id))
     }
 
-    /// Deletes the entries whose index is in `range`.
-    async fn delete(&self, range: impl RangeBounds<u64> + Send + 'static) -> StorageResult<()> {
-        let db = self.db.clone();
-        durably(move || {
-            let txn = db.begin_write().map_err(write_error)?;
-            {
-                let mut table = txn.open_table(LOG).map_err(write_error)?;
-                table.retain_in(range, |_, _| false).map_err(write_error)?;
-            }
-            txn.commit().map_err(write_error)
-        })
-        .await
+    /// Holds back purges while a snapshot from the leader is installed (`wire::server`).
+    pub fn snapshot_gate(&self) -> SnapshotGate {
+        self.gate.clone()
     }
 }
 
@@ -317,13 +429,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId<MemberId>) -> StorageResult<()> {
-        self.delete(log_id.index..).await
+        delete_logs(&self.db, log_id.index..).await
     }
 
     async fn purge(&mut self, log_id: LogId<MemberId>) -> StorageResult<()> {
-        put_meta(&self.db, KEY_PURGED, &log_id).await?;
-        crash::at(Point::PurgeMarked);
-        self.delete(..=log_id.index).await
+        if self.gate.defer(&log_id) {
+            return Ok(());
+        }
+        purge_durably(&self.db, log_id).await
     }
 }
 

@@ -188,7 +188,10 @@ async fn answer(group: &Group, req: Request) -> Response {
                 meta,
                 snapshot: state,
             };
-            let r = group.raft.install_full_snapshot(vote, snapshot).await;
+            let r = group
+                .snapshot_gate
+                .receiving(group.raft.install_full_snapshot(vote, snapshot))
+                .await;
             if r.is_ok() {
                 group.heard_from_leader();
             }

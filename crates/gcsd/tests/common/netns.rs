@@ -32,6 +32,8 @@ pub struct Net {
     pub ips: Vec<String>,
     /// The DROP rules in force: (namespace, chain, match flag, peer address).
     rules: Vec<(String, &'static str, &'static str, String)>,
+    /// The addresses taken away: (namespace, address/prefix).
+    dropped: Vec<(String, String)>,
 }
 
 impl Net {
@@ -53,6 +55,7 @@ impl Net {
             bridge: format!("gcsB{pid}{tag}"),
             ips: (11..=13).map(|h| format!("{net}.{h}")).collect(),
             rules: Vec::new(),
+            dropped: Vec::new(),
         };
         // Leftovers of an earlier run with the same names (a reused pid).
         me.teardown();
@@ -104,7 +107,20 @@ impl Net {
         }
     }
 
+    /// Removes host `i`'s address from its interface, as `docker network disconnect` removes
+    /// the interface: nothing reaches that address any more, from anywhere, the host's own
+    /// processes included. `heal` puts it back.
+    pub fn drop_address(&mut self, i: usize) {
+        let ns = self.namespaces[i].clone();
+        let addr = format!("{}/24", self.ips[i]);
+        run(&["ip", "-n", &ns, "addr", "del", &addr, "dev", "veth0"]);
+        self.dropped.push((ns, addr));
+    }
+
     pub fn heal(&mut self) {
+        for (ns, addr) in std::mem::take(&mut self.dropped) {
+            run(&["ip", "-n", &ns, "addr", "add", &addr, "dev", "veth0"]);
+        }
         for (ns, chain, flag, peer) in std::mem::take(&mut self.rules) {
             run(&[
                 "ip", "netns", "exec", &ns, "iptables", "-w", "5", "-D", chain, flag, &peer, "-j",
