@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The three-host cluster of docker/compose.yaml, built from this checkout without any registry.
 #
-#   docker/cluster.sh up      set up what is missing (packages, base image, node image, keys),
+#   docker/cluster.sh up      set up what is missing (packages, base image, node image, keys;
+#                             GCS_NO_BUILD=1 takes the node image as it is),
 #                             start db1-db3 and HAProxy, wait until the cluster has formed
 #                             (every server listed on every server, the pool's ACTIVE chosen),
 #                             and show ISIS2IS
@@ -111,7 +112,8 @@ status() {
 }
 
 up() {
-    build
+    # GCS_NO_BUILD=1: use the mysql-gcs-node image as it is (built the ordinary way, say).
+    [ "${GCS_NO_BUILD:-0}" = 1 ] || build
     keys
     local started
     started=$(date +%s%N)
