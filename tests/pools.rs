@@ -33,9 +33,6 @@ fn one_at_a_time() -> MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// In `Lab::assemble`'s `probe`: `fence_sockets` listing every server's socket.
-const FENCE_SOCKETS: &str = "fence_sockets = <every server's socket>";
-
 /// Accounts and the application's table, on every server, outside the binary log.
 const SETUP_SQL: &str = "
 SET SESSION sql_log_bin = 0;
@@ -73,26 +70,26 @@ impl Lab {
     /// `without_plugin`, listed in that gcsd's `[probe] servers`. `probe` is appended to every
     /// gcsd's `[probe]` section.
     pub fn build(n: usize, probe: &str, without_plugin: &[usize]) -> Lab {
-        Lab::assemble(n, probe, without_plugin, None, &|_, _| String::new())
+        Lab::assemble(n, probe, without_plugin, None, false, &|_, _| String::new())
     }
 
     /// `n` servers; `member(gcsd, servers)` goes into that gcsd's config (top-level keys first,
     /// then any sections; `[probe]` follows), given every server's `host:port`.
     pub fn with_member_config(n: usize, member: &dyn Fn(&Gcsd, &[String]) -> String) -> Lab {
-        Lab::assemble(n, "", &[], None, member)
+        Lab::assemble(n, "", &[], None, false, member)
     }
 
     /// Three hosts as network namespaces (`tag` names them), gcsd i and server i in host i.
     pub fn in_netns(n: usize, tag: char) -> Lab {
-        Lab::assemble(n, "", &[], Some(Net::new(tag)), &|_, _| String::new())
+        Lab::assemble(n, "", &[], Some(Net::new(tag)), false, &|_, _| {
+            String::new()
+        })
     }
 
     /// [`Lab::in_netns`], with every server's socket in every gcsd's `[probe] fence_sockets`
     /// (each gcsd must pick its own server's by port and server_id).
     pub fn in_netns_fencing_over_sockets(n: usize, tag: char) -> Lab {
-        Lab::assemble(n, FENCE_SOCKETS, &[], Some(Net::new(tag)), &|_, _| {
-            String::new()
-        })
+        Lab::assemble(n, "", &[], Some(Net::new(tag)), true, &|_, _| String::new())
     }
 
     fn assemble(
@@ -100,6 +97,7 @@ impl Lab {
         probe: &str,
         without_plugin: &[usize],
         net: Option<Net>,
+        fence_sockets: bool,
         member: &dyn Fn(&Gcsd, &[String]) -> String,
     ) -> Lab {
         use std::os::unix::fs::PermissionsExt;
@@ -126,11 +124,12 @@ impl Lab {
                 .map(|&i| format!("\"{}:{}\"", host(i), dbs[i].port))
                 .collect()
         };
-        let sockets: Vec<String> = dbs.iter().map(|d| format!("{:?}", d.socket)).collect();
-        let probe = probe.replace(
-            FENCE_SOCKETS,
-            &format!("fence_sockets = [{}]", sockets.join(", ")),
-        );
+        let probe = if fence_sockets {
+            let sockets: Vec<String> = dbs.iter().map(|d| format!("{:?}", d.socket)).collect();
+            format!("{probe}\nfence_sockets = [{}]", sockets.join(", "))
+        } else {
+            probe.to_owned()
+        };
         let configure = |g: Gcsd| {
             let servers = owned(g.id).join(", ");
             let (lb_port, agent_port) = match g.netns {

@@ -221,14 +221,8 @@ impl Probes {
         let state = self.group.state();
         let (probe, session) = sql::probe(server, &self.access).await;
         let prev = state.pools.health.get(server);
-        let socket_duty = match &want {
-            Some(Want::ReadOnly(why))
-                if !self.fence_sockets.is_empty() && fence::over_socket(&probe, want.as_ref()) =>
-            {
-                Some(*why)
-            }
-            _ => None,
-        };
+        let socket_duty =
+            fence::over_socket(&probe, want.as_ref()).filter(|_| !self.fence_sockets.is_empty());
         let judge = Judge::of(&state.pools, server);
         let mut health = pool::grade(
             self.group.me,

@@ -93,17 +93,18 @@ pub fn must_kill(
             .any(|(_, pool, _)| pool.settings.fencing)
 }
 
-/// Whether the fencing duty must go over the server's local socket (`[probe] fence_sockets`):
-/// it must be read-only, and its address could not be reached (refused, or unreachable: its
-/// interface or address gone), so it may still take writes from whoever reaches it on this
-/// host. A server that answers is fenced over the probe's own session; a hung one would not
-/// answer on its socket either.
-pub fn over_socket(probe: &crate::Probe, want: Option<&Want>) -> bool {
-    matches!(want, Some(Want::ReadOnly(_)))
-        && matches!(
-            probe,
-            crate::Probe::Refused(_) | crate::Probe::Unreachable(_)
-        )
+/// Whether the fencing duty must go over the server's local socket (`[probe] fence_sockets`),
+/// and why it must be read-only: it must be, and its address could not be reached (refused, or
+/// unreachable: its interface or address gone), so it may still take writes from whoever
+/// reaches it on this host. A server that answers is fenced over the probe's own session; a
+/// hung one would not answer on its socket either.
+pub fn over_socket(probe: &crate::Probe, want: Option<&Want>) -> Option<&'static str> {
+    match (want, probe) {
+        (Some(Want::ReadOnly(why)), crate::Probe::Refused(_) | crate::Probe::Unreachable(_)) => {
+            Some(why)
+        }
+        _ => None,
+    }
 }
 
 /// What to do about a new ACTIVE that must catch up before it takes writes.
